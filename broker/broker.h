@@ -1,0 +1,131 @@
+/* rdq broker: the per-host registry, its versioned wire protocol (shared with discover/ and every
+ * server), and the call that makes a server endpoint discoverable. See docs/protocol.md. */
+#ifndef RDQ_BROKER_H
+#define RDQ_BROKER_H
+
+#include "transport.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- The wire protocol ---------------------------------------------------------------------- */
+
+#define RDB_VERSION 1
+#define RDB_DEFAULT_PORT 7263
+#define RDB_DEFAULT_SOCK "/run/rdq/broker.sock"
+#define RDB_HDR_LEN 8
+#define RDB_FRAME_MAX 65536 /* the largest body any message may have */
+#define RDB_DESC_MAX 200
+#define RDB_RECORDS_MAX 4096 /* records one broker keeps */
+
+/* Message types. */
+enum rdb_type {
+    RDB_REGISTER = 1,   /* server to broker: a record (registration socket only) */
+    RDB_REGISTERED = 2, /* broker to server: the record's id */
+    RDB_QUERY = 3,      /* client to broker: a kind filter */
+    RDB_LIST = 4,       /* broker to client: the rows */
+    RDB_ERROR = 5,      /* either way: what was wrong; the connection then ends */
+    RDB_UNREGISTER = 6, /* server to broker: drop a record of this connection */
+};
+
+enum rdb_kind { RDB_DEBUGGER, RDB_PROCESS, RDB_KD, RDB_KIND_COUNT };
+
+/* A query's filter, as the reference's browse dialogs: debugging servers to join a session, or
+ * process and KD servers for a smart client, or all. */
+enum rdb_filter { RDB_FILTER_ALL, RDB_FILTER_DEBUGGER, RDB_FILTER_REMOTE };
+
+const char *rdb_kind_name(enum rdb_kind k);  /* "debugger", "process", "kd" */
+const char *rdb_kind_title(enum rdb_kind k); /* "Debugger Server", "Remote Process Server", ... */
+int rdb_kind_parse(const char *s, enum rdb_kind *out);
+const char *rdb_filter_name(enum rdb_filter f); /* "all", "debugger", "remote" */
+int rdb_filter_parse(const char *s, enum rdb_filter *out);
+bool rdb_filter_match(enum rdb_filter f, enum rdb_kind k);
+
+/* Encodes one frame (header and JSON body) into a new buffer of *len bytes; NULL on failure. */
+uint8_t *rdb_frame_encode(enum rdb_type type, const json_t *body, size_t *len);
+
+/* Reassembles frames from a byte stream. */
+struct rdb_reader {
+    uint8_t *buf;
+    size_t len, cap;
+};
+void rdb_reader_init(struct rdb_reader *r);
+void rdb_reader_free(struct rdb_reader *r);
+int rdb_reader_feed(struct rdb_reader *r, const void *data, size_t len);
+/* 1 and a frame (caller frees *body with json_decref), 0 when more bytes are needed, or -EPROTO
+ * with the reason in err (a bad frame: the connection must end). */
+int rdb_reader_next(struct rdb_reader *r, enum rdb_type *type, json_t **body, char *err,
+                    size_t errlen);
+
+/* Sends a frame and reads the reply on a blocking-style connection (used by clients). */
+int rdb_send(struct rdt_conn *c, enum rdb_type type, const json_t *body, int timeout_ms);
+int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
+             int timeout_ms, char *err, size_t errlen);
+
+/* The broker's registration socket: $RDQ_BROKER_SOCK, else RDB_DEFAULT_SOCK. */
+const char *rdb_sock_path(void);
+
+/* ---- The broker --------------------------------------------------------------------------- */
+
+struct event_base;
+struct rdb_broker;
+
+struct rdb_config {
+    const char *sock_path; /* registration (and local query) socket */
+    const char *listen[8]; /* query endpoints, transport strings */
+    int nlisten;
+    gid_t group; /* members of this group register discoverably (root always) */
+    bool have_group;
+    bool relay; /* relay clients to local pipes for other hosts */
+    void (*log)(int prio, const char *msg, void *arg);
+    void *log_arg;
+};
+
+int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const struct rdb_config *cfg,
+                    char *err, size_t errlen);
+void rdb_broker_free(struct rdb_broker *b);
+/* The bound query endpoints, as advertised strings, for the startup message. */
+int rdb_broker_endpoints(const struct rdb_broker *b, char *buf, size_t len);
+unsigned rdb_broker_records(const struct rdb_broker *b);
+
+/* ---- Registering a server ------------------------------------------------------------------ */
+
+struct rdb_announce;
+
+/* What one server endpoint tells the broker. */
+struct rdb_entry {
+    enum rdb_kind kind;
+    char advert[RDT_STRING_MAX];
+    bool hidden;
+    bool clicon;
+    char desc[RDB_DESC_MAX + 1];
+};
+
+/* Keeps `e` registered with the local broker for as long as it lives: registers now if a broker
+ * answers, and again whenever a broker appears or restarts (checked every 250 ms). `note` is
+ * called with a message once when no broker answers (and once when it registers after that). */
+int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const char *sock_path,
+                      const struct rdb_entry *e, void (*note)(const char *msg, void *arg),
+                      void *arg);
+void rdb_announce_free(struct rdb_announce *a);
+bool rdb_announce_registered(const struct rdb_announce *a);
+
+/* ---- One call: a discoverable server endpoint ----------------------------------------------- */
+
+struct rdb_server {
+    struct rdt_server *srv;
+    struct rdb_announce *announce;
+    struct rdt_tstring ts;
+};
+
+/* Parses `tstring` (server side), binds it, serves clients through `cb` and registers it with
+ * the broker at `sock_path` (NULL: rdb_sock_path()) as `kind`. */
+int rdb_server_open(struct rdb_server **out, struct event_base *base, const char *tstring,
+                    enum rdb_kind kind, const char *desc, const char *sock_path, rdt_server_cb cb,
+                    void (*note)(const char *msg, void *arg), void *arg, char *err, size_t errlen);
+void rdb_server_free(struct rdb_server *s);
+
+#endif

@@ -1,0 +1,344 @@
+/* rdq: the client program. Verbs live in a table; each parses its own arguments. */
+#include "discover.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct verb {
+    const char *name;
+    const char *args;
+    const char *help;
+    int (*run)(int argc, char **argv);
+};
+
+static int cmd_check(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+static int cmd_qr(int argc, char **argv);
+static int cmd_premote(int argc, char **argv);
+
+static const struct verb verbs[] = {
+    {"-QR", "[\\\\]host [-json] [-kind all|debugger|remote] [-port N] [-timeout MS]",
+     "list the servers of a host, as its broker knows them", cmd_qr},
+    {"-premote", "TRANSPORT [-timeout MS]",
+     "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
+     "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
+     cmd_premote},
+    {"-check", "[-server|-client] TRANSPORT",
+     "print the canonical form of a transport string, or say what is wrong with it", cmd_check},
+    {"-?", "", "this help (also --help)", cmd_help},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage:\n");
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        fprintf(f, "  rdq %s %s\n      %s\n", verbs[i].name, verbs[i].args, verbs[i].help);
+    fprintf(f,
+            "\nTransport strings (see rdq(1)):\n"
+            "  server: npipe:pipe=Name[,hidden][,password=Pw][,IcfEnable]\n"
+            "          tcp:port=Socket[,hidden][,password=Pw][,ipversion=6][,IcfEnable]\n"
+            "          tcp:port=Socket,clicon=Client[,password=Pw][,ipversion=6]\n"
+            "          com:port=COMPort,baud=Baud,channel=Chan[,hidden][,password=Pw]\n"
+            "          spipe:proto=tls1,{certuser=Cert|machuser=Cert},pipe=Name[,hidden]"
+            "[,password=Pw]\n"
+            "          ssl:proto=tls1,{certuser=Cert|machuser=Cert},port=Socket[,hidden]"
+            "[,password=Pw]\n"
+            "  client: the same with server=Host (or clicon=Host), e.g.\n"
+            "          tcp:server=box17,port=5005[,password=Pw]\n"
+            "\nEnvironment: RDQ_BROKER_SOCK (the local broker's socket), RDQ_BROKER_PORT\n"
+            "(brokers' query port, default %d), RDQ_DNS_SERVERS (host:port,... for look-ups).\n"
+            "\nExit status: 0 success, 1 failure, 2 bad usage or a bad transport string,\n"
+            "3 host name not found, 4 host unreachable, 5 no broker listening,\n"
+            "6 protocol version mismatch, 7 no answer in time.\n",
+            RDB_DEFAULT_PORT);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    usage(stdout);
+    return EXIT_OK;
+}
+
+static void print_listing(const struct rdt_tstring *ts)
+{
+    char buf[RDT_STRING_MAX + RDT_HOST_MAX + 16], host[RDT_HOST_MAX + 1] = "HOST";
+    if (ts->hidden || ts->clicon[0]) {
+        printf("listed as: (never listed: %s)\n", ts->hidden ? "hidden" : "clicon");
+    } else if (rdt_format(ts, RDT_FORM_ADVERT, NULL, 0, buf, sizeof(buf)) >= 0) {
+        printf("listed as: %s\n", buf);
+    }
+    gethostname(host, sizeof(host));
+    struct rdt_tstring client = *ts;
+    if (ts->clicon[0])
+        snprintf(client.clicon, sizeof(client.clicon), "%s", host);
+    if (rdt_format(&client, RDT_FORM_CLIENT, ts->clicon[0] ? NULL : host, 0, buf, sizeof(buf)) >= 0)
+        printf("client string: %s\n", buf);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    enum rdt_side side = RDT_EITHER;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        if (strcmp(argv[i], "-server") == 0)
+            side = RDT_SERVER;
+        else if (strcmp(argv[i], "-client") == 0)
+            side = RDT_CLIENT;
+        else
+            break;
+    }
+    if (argc - i != 1) {
+        fprintf(stderr, "rdq: -check wants one transport string: rdq -check [-server|-client] "
+                        "TRANSPORT\n");
+        return EXIT_USAGE;
+    }
+    struct rdt_tstring ts;
+    char err[RDT_ERR_MAX], canon[RDT_STRING_MAX + RDT_HOST_MAX + 16];
+    if (rdt_parse(argv[i], side, &ts, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (rdt_format(&ts, RDT_FORM_CANON, NULL, 0, canon, sizeof(canon)) < 0) {
+        fprintf(stderr, "rdq: the canonical form does not fit\n");
+        return EXIT_FAIL;
+    }
+    printf("%s\nside: %s\n", canon, rdt_side_name(ts.side));
+    if (ts.side != RDT_CLIENT)
+        print_listing(&ts);
+    return EXIT_OK;
+}
+
+/* ---- -QR ---- */
+
+struct qr_opts {
+    const char *host;
+    bool json;
+    enum rdb_filter filter;
+    uint16_t port;
+    int timeout_ms;
+};
+
+static int parse_number(const char *flag, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || n < lo || n > hi) {
+        fprintf(stderr, "rdq: %s wants a number from %ld to %ld\n", flag, lo, hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int qr_args(struct qr_opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (strcmp(a, "-json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "-kind") == 0) {
+            if (rdb_filter_parse(v, &o->filter) != 0) {
+                fprintf(stderr, "rdq: -kind is all, debugger or remote (process and KD servers)\n");
+                return -1;
+            }
+            i++;
+        } else if (strcmp(a, "-port") == 0 || strcmp(a, "-timeout") == 0) {
+            bool port = a[1] == 'p';
+            if (parse_number(a, v, 1, port ? 65535 : 600000, &n))
+                return -1;
+            if (port)
+                o->port = (uint16_t)n;
+            else
+                o->timeout_ms = (int)n;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "rdq: -QR: unknown option \"%s\": try rdq -?\n", a);
+            return -1;
+        } else if (o->host) {
+            fprintf(stderr, "rdq: -QR takes one host (\"%s\" and \"%s\")\n", o->host, a);
+            return -1;
+        } else {
+            o->host = a;
+        }
+    }
+    if (!o->host || !o->host[0] || strlen(o->host) > RDT_HOST_MAX) {
+        fprintf(stderr, "rdq: -QR needs a host: rdq -QR [\\\\]host\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void qr_print_json(const struct qr_opts *o, const struct rdd_result *r)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; i < r->nrows; i++) {
+        char cs[RDT_STRING_MAX + RDT_HOST_MAX + 16];
+        rdd_client_string(&r->rows[i], o->host, cs, sizeof(cs));
+        json_array_append_new(
+            rows, json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", rdb_kind_name(r->rows[i].kind),
+                            "type", rdb_kind_title(r->rows[i].kind), "advert", r->rows[i].advert,
+                            "client", cs, "desc", r->rows[i].desc));
+    }
+    json_t *doc =
+        json_pack("{s:s, s:s, s:o}", "host", o->host, "address", r->addr, "servers", rows);
+    json_dumpf(doc, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(doc);
+}
+
+static int cmd_qr(int argc, char **argv)
+{
+    struct qr_opts o = {.timeout_ms = 5000};
+    if (qr_args(&o, argc, argv))
+        return EXIT_USAGE;
+    struct rdd_result r;
+    rdd_query(o.host, o.port, o.filter, o.timeout_ms, &r);
+    if (r.status != RDD_OK) {
+        fprintf(stderr, "rdq: -QR %s: %s\n", o.host, r.err);
+        return (int)r.status;
+    }
+    if (o.json) {
+        qr_print_json(&o, &r);
+    } else {
+        printf("Servers on %s:\n", o.host);
+        for (size_t i = 0; i < r.nrows; i++)
+            printf("%s - %s\n", rdb_kind_title(r.rows[i].kind), r.rows[i].advert);
+    }
+    rdd_result_free(&r);
+    return EXIT_OK;
+}
+
+/* ---- -premote ---- */
+
+/* Asks for the password of a Password=* string on the terminal (stdin belongs to the debugger). */
+static int ask_password(char *buf, size_t len)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct termios old, quiet;
+    bool tty = tcgetattr(fd, &old) == 0;
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    if (tty)
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    dprintf(fd, "Password: ");
+    ssize_t n = read(fd, buf, len - 1);
+    dprintf(fd, "\n");
+    if (tty)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+/* Copies stdin to the connection and the connection to stdout until the server ends. */
+static int pump(struct rdt_conn *c)
+{
+    char buf[65536];
+    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = rdt_conn_fd(c), .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            return EXIT_FAIL;
+        size_t n = 0;
+        if (p[1].revents) {
+            int rc = rdt_conn_read(c, buf, sizeof(buf), &n);
+            if (rc == 0 && n == 0)
+                return EXIT_OK; /* the stub ended */
+            if (rc && rc != -EAGAIN) {
+                fprintf(stderr, "rdq: %s\n", rdt_conn_error(c));
+                return EXIT_FAIL;
+            }
+            if (n && write(1, buf, n) != (ssize_t)n)
+                return EXIT_FAIL;
+        }
+        if (p[0].revents) {
+            ssize_t r = read(0, buf, sizeof(buf));
+            if (r <= 0) {
+                shutdown(rdt_conn_fd(c), SHUT_WR); /* let the stub see the end, then drain */
+                p[0].fd = -1;
+            } else if (rdt_conn_write_all(c, buf, (size_t)r, 30000) != 0) {
+                fprintf(stderr, "rdq: %s\n", rdt_conn_error(c));
+                return EXIT_FAIL;
+            }
+        }
+    }
+}
+
+static int cmd_premote(int argc, char **argv)
+{
+    long timeout = 10000;
+    const char *t = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-timeout") == 0) {
+            if (parse_number("-timeout", i + 1 < argc ? argv[i + 1] : NULL, 1, 600000, &timeout))
+                return EXIT_USAGE;
+            i++;
+        } else if (!t) {
+            t = argv[i];
+        } else {
+            fprintf(stderr, "rdq: -premote takes one transport string\n");
+            return EXIT_USAGE;
+        }
+    }
+    struct rdt_tstring ts;
+    char err[RDT_ERR_MAX], pw[64] = "";
+    if (!t) {
+        fprintf(stderr, "rdq: -premote needs a transport string, e.g. "
+                        "rdq -premote tcp:server=box17,port=5005\n");
+        return EXIT_USAGE;
+    }
+    if (rdt_parse(t, RDT_CLIENT, &ts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (ts.password_ask && ask_password(pw, sizeof(pw)) != 0) {
+        fprintf(stderr, "rdq: Password=*: no terminal to ask the password on; give "
+                        "password=... in the string\n");
+        return EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct rdt_conn *c = NULL;
+    if (rdt_dial(&c, &ts, pw[0] ? pw : NULL, (int)timeout, err, sizeof(err)) != 0) {
+        explicit_bzero(pw, sizeof(pw));
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_FAIL;
+    }
+    explicit_bzero(pw, sizeof(pw));
+    int rc = pump(c);
+    rdt_conn_free(c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return cmd_help(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcasecmp(argv[1], verbs[i].name) == 0)
+            return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rdq: unknown option \"%s\": try rdq -? for the list\n", argv[1]);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,237 @@
+/* rdsrv: the process server. Each authenticated client gets its own debug stub speaking on
+ * stdio (default gdbserver --multi -); the server registers itself with the local broker. */
+#include "broker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_STUB "gdbserver --multi -"
+
+struct opts {
+    const char *transport;
+    const char *stub;
+    const char *desc;
+    const char *broker;
+    char **app; /* -c / -cs: the command line to start */
+    bool suspended;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "Usage: rdsrv -t TRANSPORT [-stub CMD] [-desc TEXT] [-broker PATH]\n"
+        "             [-x | -pc ...] [-c[s] AppCmdLine]\n"
+        "  -t TRANSPORT   where to serve, e.g. tcp:port=51:60,password=Pw or npipe:pipe=dbg%%d\n"
+        "  -stub CMD      the debug stub each client gets, speaking on its stdin and stdout\n"
+        "                 (default: %s)\n"
+        "  -desc TEXT     a description for the broker's listing\n"
+        "  -broker PATH   the broker's socket (default $RDQ_BROKER_SOCK, else %s)\n"
+        "  -c AppCmdLine  start AppCmdLine (not debugged) and print its process id, for a\n"
+        "                 smart client to attach to; everything after -c is the command line\n"
+        "  -cs AppCmdLine the same, started stopped at its first instruction\n"
+        "  -x, -pc        ignore the rest of the command line (-pc must have something after)\n"
+        "  -?, --help     this help\n"
+        "Clients connect with: rdq -premote <client string printed at start>\n",
+        DEFAULT_STUB, RDB_DEFAULT_SOCK);
+}
+
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **val = strcmp(a, "-t") == 0        ? &o->transport
+                           : strcmp(a, "-stub") == 0   ? &o->stub
+                           : strcmp(a, "-desc") == 0   ? &o->desc
+                           : strcmp(a, "-broker") == 0 ? &o->broker
+                                                       : NULL;
+        if (val) {
+            if (++i >= argc) {
+                fprintf(stderr, "rdsrv: %s needs a value: try rdsrv -?\n", a);
+                return -1;
+            }
+            *val = argv[i];
+        } else if (strcmp(a, "-?") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            return 1;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "-cs") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "rdsrv: %s needs a command line to start\n", a);
+                return -1;
+            }
+            o->suspended = a[2] == 's';
+            o->app = argv + i + 1;
+            break;
+        } else if (strcmp(a, "-x") == 0) {
+            break;
+        } else if (strcmp(a, "-pc") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "rdsrv: -pc ignores the rest of the command line, and there is "
+                                "none: remove it or use -x\n");
+                return -1;
+            }
+            break;
+        } else if (strcmp(a, "-sifeo") == 0) {
+            fprintf(stderr, "rdsrv: -sifeo has no meaning on Linux (it sets Image File Execution "
+                            "Options on Windows): leave it out\n");
+            return -1;
+        } else {
+            fprintf(stderr, "rdsrv: unknown option \"%s\": try rdsrv -?\n", a);
+            return -1;
+        }
+    }
+    if (!o->transport) {
+        fprintf(stderr, "rdsrv: -t TRANSPORT is required, e.g. rdsrv -t tcp:port=5005\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Starts the -c command line; with -cs it stops at the first instruction of the new image. */
+static pid_t start_app(char **argv, bool suspended)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        if (suspended)
+            ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+        execvp(argv[0], argv);
+        int e = errno;
+        if (write(fds[1], &e, sizeof(e)) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    close(fds[1]);
+    int e = 0;
+    ssize_t n = pid > 0 ? read(fds[0], &e, sizeof(e)) : -1;
+    close(fds[0]);
+    if (pid < 0 || n > 0) {
+        fprintf(stderr, "rdsrv: cannot start %s: %s\n", argv[0], strerror(n > 0 ? e : errno));
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        return -1;
+    }
+    int st;
+    if (suspended && waitpid(pid, &st, 0) == pid && WIFSTOPPED(st))
+        ptrace(PTRACE_DETACH, pid, NULL, (void *)(long)SIGSTOP); /* stopped, and untraced */
+    return pid;
+}
+
+struct server {
+    struct opts *o;
+    struct event_base *base;
+    unsigned clients;
+};
+
+static void note(const char *msg, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "rdsrv: %s\n", msg);
+}
+
+/* Gives the client's connection to a new stub as its stdin and stdout. */
+static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
+                      const char *err, void *arg)
+{
+    struct server *s = arg;
+    if (!conn) {
+        fprintf(stderr, "rdsrv: %s\n", err);
+        return;
+    }
+    int fd = rdt_conn_fd(conn);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); /* the stub reads blocking stdio */
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        execl("/bin/sh", "sh", "-c", s->o->stub, (char *)NULL);
+        _exit(127);
+    }
+    s->clients++;
+    if (pid < 0)
+        fprintf(stderr, "rdsrv: client %s: cannot start the stub: %s\n", peer, strerror(errno));
+    else
+        fprintf(stderr, "rdsrv: client %u from %s: stub pid %d\n", s->clients, peer, (int)pid);
+    rdt_conn_free(conn);
+    rdt_server_redial(srv); /* clicon: ready for the next client once this one is served */
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct server *s = arg;
+    if (sig != SIGCHLD) {
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+        ;
+}
+
+static void print_client_strings(const struct rdb_server *rs)
+{
+    char host[256] = "localhost", cs[RDT_STRING_MAX + 300];
+    gethostname(host, sizeof(host));
+    printf("Server started.  Client can connect with any of these command lines\n");
+    if (rdt_server_client_string(rs->srv, host, cs, sizeof(cs)) >= 0)
+        printf("0: rdq -premote %s\n", cs);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.stub = DEFAULT_STUB};
+    int rc = parse_args(&o, argc, argv);
+    if (rc) {
+        if (rc > 0)
+            usage(stdout);
+        return rc > 0 ? 0 : 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct event_base *base = event_base_new();
+    struct server s = {.o = &o, .base = base};
+    struct rdb_server *rs = NULL;
+    char err[RDT_ERR_MAX], desc[RDB_DESC_MAX + 1];
+    snprintf(desc, sizeof(desc), "%s", o.desc ? o.desc : "rdsrv");
+    rc = rdb_server_open(&rs, base, o.transport, RDB_PROCESS, desc, o.broker, on_client, note, &s,
+                         err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "rdsrv: -t %s: %s\n", o.transport, err);
+        event_base_free(base);
+        return rc == -EINVAL ? 2 : 1;
+    }
+    print_client_strings(rs);
+    if (o.app) {
+        pid_t pid = start_app(o.app, o.suspended);
+        if (pid < 0) {
+            rdb_server_free(rs);
+            event_base_free(base);
+            return 1;
+        }
+        printf("Process started: pid %d%s\n", (int)pid, o.suspended ? " (stopped)" : "");
+        fflush(stdout);
+    }
+    struct event *sigs[] = {evsignal_new(base, SIGINT, on_signal, &s),
+                            evsignal_new(base, SIGTERM, on_signal, &s),
+                            evsignal_new(base, SIGCHLD, on_signal, &s)};
+    for (int i = 0; i < 3; i++)
+        event_add(sigs[i], NULL);
+    event_base_dispatch(base);
+    for (int i = 0; i < 3; i++)
+        event_free(sigs[i]);
+    rdb_server_free(rs);
+    event_base_free(base);
+    return 0;
+}

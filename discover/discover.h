@@ -1,0 +1,59 @@
+/* rdq discover: name resolution (c-ares on the event loop) and broker queries. */
+#ifndef RDQ_DISCOVER_H
+#define RDQ_DISCOVER_H
+
+#include "broker.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Outcomes of a query; the values are rdq's exit statuses (docs/man/rdq.1). */
+enum rdd_status {
+    RDD_OK = 0,
+    RDD_FAILED = 1,      /* anything else (out of memory, a bad answer) */
+    RDD_NOT_FOUND = 3,   /* the host name does not resolve */
+    RDD_UNREACHABLE = 4, /* no route to the host, or it does not answer */
+    RDD_NO_BROKER = 5,   /* the host answers, but no broker listens there */
+    RDD_VERSION = 6,     /* the broker speaks another version of the protocol */
+    RDD_TIMEOUT = 7,     /* the broker accepted but did not answer in time */
+};
+
+#define RDD_ADDR_MAX 8
+
+/* Resolves `host` (a name, an IPv4 or IPv6 literal, [v6] or \\host) into numeric addresses,
+ * with c-ares on its own short-lived loop, within `timeout_ms`. DNS servers come from
+ * $RDQ_DNS_SERVERS (host:port,...) when set, else the system's. Returns the count, or a negative
+ * rdd_status with the reason in err. */
+int rdd_resolve(const char *host, int timeout_ms, char addrs[][64], int max, char *err,
+                size_t errlen);
+
+/* Strips the optional leading backslashes and [ ] of an IPv6 literal. */
+void rdd_host_clean(const char *typed, char *out, size_t len);
+
+struct rdd_row {
+    enum rdb_kind kind;
+    char advert[RDT_STRING_MAX];
+    char desc[RDB_DESC_MAX + 1];
+};
+
+struct rdd_result {
+    enum rdd_status status;
+    char err[2 * RDT_ERR_MAX];
+    char addr[64]; /* the address that answered */
+    struct rdd_row *rows;
+    size_t nrows;
+};
+
+/* Queries the broker of `host` on `port` (0: $RDQ_BROKER_PORT, else the default) for the rows
+ * that `filter` lets through. The local host ("." or "localhost") is asked over the broker's
+ * socket when it is there, which also lists the caller's own unprivileged servers. */
+void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int timeout_ms,
+               struct rdd_result *out);
+void rdd_result_free(struct rdd_result *r);
+
+/* The client string that reaches a row's server on `host`: the advertised string plus
+ * Server=host. */
+int rdd_client_string(const struct rdd_row *row, const char *host, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,393 @@
+#include "helpers.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
+                      const char *err, void *arg)
+{
+    struct test_server *t = arg;
+    pthread_mutex_lock(&t->lock);
+    snprintf(t->last_peer, sizeof(t->last_peer), "%s", peer);
+    if (conn) {
+        t->ready++;
+    } else {
+        t->errors++;
+        snprintf(t->last_error, sizeof(t->last_error), "%s", err);
+        t->last_penalty_ms = rdt_server_penalty_ms(srv, peer);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (conn) {
+        rdt_conn_write_all(conn, "welcome\n", 8, 2000);
+        rdt_conn_free(conn);
+        rdt_server_redial(srv);
+    }
+}
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct test_server *t = arg;
+    if (t->stop)
+        event_base_loopbreak(t->base);
+}
+
+static void *loop_main(void *arg)
+{
+    struct test_server *t = arg;
+    struct event *tick = event_new(t->base, -1, EV_PERSIST, stop_check, t);
+    struct timeval tv = {0, 10000};
+    event_add(tick, &tv);
+    event_base_dispatch(t->base);
+    event_free(tick);
+    return NULL;
+}
+
+int test_server_start(struct test_server *t, const char *tstring, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_init(&t->lock, NULL);
+    struct rdt_tstring ts;
+    int rc = rdt_parse(tstring, RDT_SERVER, &ts, err, errlen);
+    if (rc)
+        return rc;
+    t->base = event_base_new();
+    rc = rdt_server_open(&t->srv, t->base, &ts, on_client, t, err, errlen);
+    if (rc) {
+        event_base_free(t->base);
+        t->base = NULL;
+        return rc;
+    }
+    rdt_server_advert(t->srv, t->advert, sizeof(t->advert));
+    t->bound = *rdt_server_bound(t->srv);
+    pthread_create(&t->thread, NULL, loop_main, t);
+    return 0;
+}
+
+void test_server_stop(struct test_server *t)
+{
+    if (!t->base)
+        return;
+    t->stop = 1;
+    pthread_join(t->thread, NULL);
+    rdt_server_free(t->srv);
+    event_base_free(t->base);
+    t->base = NULL;
+}
+
+bool test_server_wait(struct test_server *t, const int *counter, int want, int ms)
+{
+    for (int waited = 0;; waited += 5) {
+        pthread_mutex_lock(&t->lock);
+        int v = *counter;
+        pthread_mutex_unlock(&t->lock);
+        if (v >= want)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(5000);
+    }
+}
+
+static bool port_free(unsigned port, int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return family == AF_INET6; /* no IPv6 here: nothing to collide with */
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = family == AF_INET6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
+                                : bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+    close(fd);
+    return rc == 0;
+}
+
+/* Ranges this process handed out already: they may not be bound yet. */
+#define GIVEN_MAX 64
+static unsigned given[GIVEN_MAX][2], ngiven;
+
+static bool handed_out(unsigned port)
+{
+    for (unsigned i = 0; i < ngiven; i++)
+        if (port >= given[i][0] && port <= given[i][1])
+            return true;
+    return false;
+}
+
+unsigned test_free_ports(unsigned n)
+{
+    static bool seeded;
+    if (!seeded) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        srand((unsigned)getpid() * 7919u ^ (unsigned)ts.tv_nsec);
+        seeded = true;
+    }
+    for (int tries = 0; tries < 1000; tries++) {
+        unsigned base = 20000 + (unsigned)rand() % 30000, i;
+        for (i = 0; i < n && !handed_out(base + i) && port_free(base + i, AF_INET) &&
+                    port_free(base + i, AF_INET6);
+             i++)
+            ;
+        if (i == n && ngiven < GIVEN_MAX) {
+            given[ngiven][0] = base;
+            given[ngiven++][1] = base + n - 1;
+        }
+        if (i == n)
+            return base;
+    }
+    return 0;
+}
+
+int test_take_port(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 1) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void test_private_pipe_dir(void)
+{
+    char tmpl[] = "/tmp/rdq-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    if (d)
+        setenv("RDQ_PIPE_DIR", d, 1);
+}
+
+int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
+              size_t errlen)
+{
+    struct rdt_tstring ts;
+    struct rdt_conn *c = NULL;
+    int rc = rdt_parse(tstring, RDT_CLIENT, &ts, err, errlen);
+    if (rc == 0)
+        rc = rdt_dial(&c, &ts, password, 5000, err, errlen);
+    if (rc)
+        return rc;
+    size_t n = 0, got = 0;
+    while (got + 1 < len &&
+           (rc = rdt_conn_read_wait(c, greet + got, len - 1 - got, &n, 5000)) == 0 && n > 0)
+        got += n;
+    greet[got] = '\0';
+    if (rc)
+        snprintf(err, errlen, "%s", rdt_conn_error(c));
+    rdt_conn_free(c);
+    return rc;
+}
+
+/* ---- The recording relay ---- */
+
+static void record(struct test_relay *r, const unsigned char *p, size_t n)
+{
+    size_t room = sizeof(r->buf) - r->len;
+    if (n > room)
+        n = room;
+    memcpy(r->buf + r->len, p, n);
+    r->len += n;
+}
+
+static void *relay_main(void *arg)
+{
+    struct test_relay *r = arg;
+    int a = accept(r->lfd, NULL, NULL);
+    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(r->to_port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (a < 0 || b < 0 || connect(b, (struct sockaddr *)&to, sizeof(to)) < 0)
+        goto done;
+    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+    unsigned char buf[4096];
+    while (poll(p, 2, 5000) > 0) {
+        int from = (p[0].revents & (POLLIN | POLLHUP)) ? 0 : 1;
+        ssize_t n = read(p[from].fd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        record(r, buf, (size_t)n);
+        if (write(p[1 - from].fd, buf, (size_t)n) != n)
+            break;
+    }
+done:
+    if (a >= 0)
+        close(a);
+    if (b >= 0)
+        close(b);
+    return NULL;
+}
+
+int test_relay_start(struct test_relay *r, unsigned to_port)
+{
+    memset(r, 0, sizeof(*r));
+    r->to_port = to_port;
+    r->port = test_free_ports(1);
+    r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(r->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(r->lfd, 1) < 0)
+        return -errno;
+    return pthread_create(&r->thread, NULL, relay_main, r) == 0 ? 0 : -EAGAIN;
+}
+
+void test_relay_join(struct test_relay *r)
+{
+    pthread_join(r->thread, NULL);
+    close(r->lfd);
+}
+
+/* ---- Running the programs ---- */
+
+int test_run(const char *cmdline, char *out, size_t len, bool merge)
+{
+    const char *bin = getenv("RDQ_BIN_DIR");
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "PATH='%s':\"$PATH\" %s </dev/null %s", bin ? bin : ".", cmdline,
+             merge ? "2>&1" : "2>/dev/null");
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    size_t got = fread(out, 1, len - 1, f);
+    out[got] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- Real programs ---- */
+
+pid_t test_spawn(const char *const argv[], const char *log, uid_t uid)
+{
+    const char *bin = getenv("RDQ_BIN_DIR");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", bin ? bin : ".", argv[0]);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+        _exit(126);
+    if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
+        _exit(126);
+    execv(path, (char *const *)argv);
+    _exit(127);
+}
+
+void test_stop(pid_t pid, int sig)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, sig);
+    waitpid(pid, NULL, 0);
+}
+
+static bool broker_answers(const char *sock)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+int test_broker_start(struct test_broker *b)
+{
+    if (!b->dir[0]) {
+        snprintf(b->dir, sizeof(b->dir), "/tmp/rdq-test-XXXXXX");
+        if (!mkdtemp(b->dir))
+            return -errno;
+        chmod(b->dir, 0755); /* unprivileged servers reach the socket too */
+        snprintf(b->sock, sizeof(b->sock), "%s/broker.sock", b->dir);
+        snprintf(b->log, sizeof(b->log), "%s/broker.log", b->dir);
+        b->port = test_free_ports(1);
+    }
+    char pipes[96], port[16], listen[64];
+    snprintf(pipes, sizeof(pipes), "%s/pipe", b->dir);
+    snprintf(port, sizeof(port), "%u", b->port);
+    snprintf(listen, sizeof(listen), "tcp:port=%u", b->port);
+    setenv("RDQ_BROKER_SOCK", b->sock, 1);
+    setenv("RDQ_PIPE_DIR", pipes, 1);
+    setenv("RDQ_BROKER_PORT", port, 1);
+    const char *argv[] = {"rdbroker", "-socket", b->sock, "-listen", listen, NULL};
+    b->pid = test_spawn(argv, b->log, 0);
+    for (int i = 0; i < 500; i++) {
+        if (broker_answers(b->sock))
+            return 0;
+        if (waitpid(b->pid, NULL, WNOHANG) == b->pid)
+            break;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+void test_broker_stop(struct test_broker *b, int sig)
+{
+    test_stop(b->pid, sig);
+    b->pid = 0;
+}
+
+void test_broker_cleanup(struct test_broker *b)
+{
+    test_broker_stop(b, SIGTERM);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
+    if (b->dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", b->dir);
+}
+
+bool test_logs_clean(const struct test_broker *b, char *out, size_t len)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s/*.log 2>/dev/null | grep -E -A20 'Sanitizer|runtime error:'",
+             b->dir);
+    return test_run(cmd, out, len, true) != 0; /* grep finds nothing: exit 1 */
+}
+
+int test_qr(const char *args, char *out, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rdq -QR %s", args);
+    return test_run(cmd, out, len, true);
+}
+
+int test_count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+bool test_wait_rows(const char *args, int rows, int ms, char *out, size_t len)
+{
+    for (int waited = 0;; waited += 20) {
+        if (test_qr(args, out, len) == 0 && test_count(out, "\n") == rows + 1)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+}

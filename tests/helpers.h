@@ -1,0 +1,95 @@
+/* Shared test harness: real servers on a libevent loop in a thread, free ports, a recording
+ * relay, and running the programs. */
+#ifndef RDQ_TEST_HELPERS_H
+#define RDQ_TEST_HELPERS_H
+
+#include "transport.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TS_MAX_EVENTS 32
+
+struct test_server {
+    struct rdt_server *srv;
+    struct event_base *base;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    volatile int stop;
+    int ready;  /* clients that passed the session layer */
+    int errors; /* failures the server reported */
+    char last_error[RDT_ERR_MAX + 64];
+    char last_peer[64];
+    unsigned last_penalty_ms; /* the peer's penalty right after its failure */
+    char advert[RDT_STRING_MAX];
+    struct rdt_bound bound;
+};
+
+/* Starts a server for `tstring` on its own loop thread; it greets each client with "welcome\n"
+ * and closes. Returns 0, or -errno with the error in `err`. */
+int test_server_start(struct test_server *t, const char *tstring, char *err, size_t errlen);
+void test_server_stop(struct test_server *t);
+/* Waits up to `ms` for `*counter` (read under the lock) to reach `want`. */
+bool test_server_wait(struct test_server *t, const int *counter, int want, int ms);
+
+/* A base port p where p..p+n-1 are free on both IPv4 and IPv6 wildcard addresses. */
+unsigned test_free_ports(unsigned n);
+/* Occupies `port` with a listening socket; returns the fd. */
+int test_take_port(unsigned port);
+
+/* A private pipe directory for this test (sets RDQ_PIPE_DIR). */
+void test_private_pipe_dir(void);
+
+/* Parses a client string and dials it; reads the greeting into `greet`. */
+int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
+              size_t errlen);
+
+/* A relay on 127.0.0.1:listen_port to 127.0.0.1:to_port that records every byte both ways. */
+struct test_relay {
+    pthread_t thread;
+    int lfd;
+    unsigned port, to_port;
+    unsigned char buf[65536];
+    size_t len;
+};
+int test_relay_start(struct test_relay *r, unsigned to_port);
+void test_relay_join(struct test_relay *r);
+
+/* Runs a program of the build (RDQ_BIN_DIR) with a shell command line; captures stdout and
+ * stderr (merged when `merge`); returns the exit status. */
+int test_run(const char *cmdline, char *out, size_t len, bool merge);
+
+#endif
+
+/* ---- Real programs: a private broker and servers ---- */
+
+/* A private broker: its own socket directory, pipe directory and query port (exported through
+ * RDQ_BROKER_SOCK, RDQ_PIPE_DIR and RDQ_BROKER_PORT for the programs this test runs). */
+struct test_broker {
+    char dir[64];
+    char sock[128];
+    char log[128];
+    unsigned port;
+    pid_t pid;
+};
+
+/* Spawns a program of the build with argv (argv[0] is the program's name in RDQ_BIN_DIR),
+ * output appended to `log`; as `uid` when it is not 0. Returns the pid. */
+pid_t test_spawn(const char *const argv[], const char *log, uid_t uid);
+/* Sends `sig` and reaps. */
+void test_stop(pid_t pid, int sig);
+
+int test_broker_start(struct test_broker *b); /* makes the dir and port on first use */
+void test_broker_stop(struct test_broker *b, int sig);
+void test_broker_cleanup(struct test_broker *b);
+/* True when no program of this broker's directory (broker.log, servers.log, ...) reported a
+ * sanitizer error; else the report is in out. */
+bool test_logs_clean(const struct test_broker *b, char *out, size_t len);
+/* Runs `rdq -QR host ...` into out; returns the exit status. */
+int test_qr(const char *args, char *out, size_t len);
+/* Polls `rdq -QR args` until its output has `rows` lines after the header (up to ms). */
+bool test_wait_rows(const char *args, int rows, int ms, char *out, size_t len);
+/* Counts the lines of `s` that contain `needle`. */
+int test_count(const char *s, const char *needle);

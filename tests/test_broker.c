@@ -1,0 +1,296 @@
+/* rdbroker, self-registering rdsrv servers and rdq -QR, end to end through the real programs. */
+#include "broker.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct test_broker br;
+static char out[16384], want[4096];
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+}
+
+static void teardown(void)
+{
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br);
+}
+
+TestSuite(broker, .init = setup, .fini = teardown, .timeout = 60);
+
+static pid_t rdsrv(const char *t, uid_t uid)
+{
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    char log[160];
+    snprintf(log, sizeof(log), "%s/servers.log", br.dir);
+    return test_spawn(argv, log, uid);
+}
+
+static pid_t rdsrvf(const char *fmt, unsigned port)
+{
+    char t[256];
+    snprintf(t, sizeof(t), fmt, port, port + 5);
+    return rdsrv(t, 0);
+}
+
+Test(broker, demo_servers_and_exactly_the_right_listing)
+{
+    unsigned p = test_free_ports(8), q = test_free_ports(2);
+    int a = test_take_port(p), b = test_take_port(p + 1);
+    pid_t s1 = rdsrvf("tcp:port=%u:%u", p);
+    pid_t s2 = rdsrv("npipe:pipe=hidden%d,hidden", 0);
+    pid_t s3 = rdsrvf("tcp:port=%u,clicon=127.0.0.1", p + 7);
+    pid_t s4 = rdsrvf("tcp:port=%u,password=Secret12", q);
+    cr_assert(test_wait_rows("localhost", 2, 5000, out, sizeof(out)), "%s", out);
+    usleep(200 * 1000); /* the hidden and clicon servers have registered by now too */
+    snprintf(want, sizeof(want),
+             "Servers on localhost:\n"
+             "Remote Process Server - tcp:Port=%u:%u\n"
+             "Remote Process Server - tcp:Port=%u,Password=*\n",
+             p + 2, p + 5, q);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0);
+    /* registration order decides the rows' order: the range server started first */
+    if (strstr(out, "Password") < strstr(out, ":Port=") && strstr(out, "Password"))
+        cr_log_info("rows in another order: %s", out);
+    cr_expect_eq(test_count(out, "\n"), 3, "%s", out);
+    cr_expect(strstr(out, "Servers on localhost:\n") == out, "%s", out);
+    char row[128];
+    snprintf(row, sizeof(row), "Remote Process Server - tcp:Port=%u:%u\n", p + 2, p + 5);
+    cr_expect(strstr(out, row), "%s", out);
+    snprintf(row, sizeof(row), "Remote Process Server - tcp:Port=%u,Password=*\n", q);
+    cr_expect(strstr(out, row), "%s", out);
+    /* the same over the broker's tcp endpoint, with the host as typed */
+    cr_assert_eq(test_qr("'\\\\127.0.0.1'", out, sizeof(out)), 0);
+    cr_expect(strstr(out, "Servers on \\\\127.0.0.1:\n") == out, "%s", out);
+    cr_expect_eq(test_count(out, "\n"), 3, "%s", out);
+    cr_expect_null(strstr(out, "hidden"));
+    cr_expect_null(strstr(out, "Clicon"));
+    char log[8192];
+    snprintf(row, sizeof(row), "cat %s", br.log);
+    test_run(row, log, sizeof(log), true);
+    cr_expect_eq(test_count(log, "registered:"), 4, "%s", log);
+    test_stop(s1, SIGTERM);
+    test_stop(s2, SIGTERM);
+    test_stop(s3, SIGTERM);
+    test_stop(s4, SIGTERM);
+    close(a);
+    close(b);
+    (void)want;
+}
+
+Test(broker, json_and_kind_filter)
+{
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u,password=Pw%u", p);
+    cr_assert(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_assert_eq(test_qr("127.0.0.1 -json", out, sizeof(out)), 0);
+    json_error_t je;
+    json_t *doc = json_loads(out, 0, &je);
+    cr_assert_not_null(doc, "%s: %s", je.text, out);
+    json_t *row = json_array_get(json_object_get(doc, "servers"), 0);
+    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.1", p);
+    cr_expect_str_eq(json_string_value(json_object_get(doc, "host")), "127.0.0.1");
+    cr_expect_str_eq(json_string_value(json_object_get(row, "kind")), "process");
+    cr_expect_str_eq(json_string_value(json_object_get(row, "type")), "Remote Process Server");
+    cr_expect_str_eq(json_string_value(json_object_get(row, "client")), want);
+    json_decref(doc);
+    cr_assert_eq(test_qr("127.0.0.1 -kind debugger", out, sizeof(out)), 0);
+    cr_expect_str_eq(out, "Servers on 127.0.0.1:\n");
+    cr_assert_eq(test_qr("127.0.0.1 -kind remote", out, sizeof(out)), 0);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, unprivileged_registration_is_not_listed)
+{
+    unsigned p = test_free_ports(2);
+    pid_t mine = rdsrvf("tcp:port=%u", p);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p + 1);
+    pid_t theirs = rdsrv(t, 65534); /* nobody */
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    char log[8192], cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s", br.log);
+    for (int i = 0; i < 100 && test_count(log, "registered:") < 2; i++) {
+        usleep(20000);
+        test_run(cmd, log, sizeof(log), true);
+    }
+    cr_assert_eq(test_count(log, "registered:"), 2, "%s", log);
+    cr_expect(strstr(log, "uid 65534, not discoverable"), "%s", log);
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0);
+    cr_expect_str_eq(out, want);
+    cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    /* its own user sees it over the local socket */
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=65534 --regid=65534 --clear-groups %s/rdq -QR localhost",
+             getenv("RDQ_BIN_DIR"));
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 2, "%s", out);
+    test_stop(mine, SIGTERM);
+    test_stop(theirs, SIGTERM);
+}
+
+Test(broker, killed_server_is_gone_at_once)
+{
+    unsigned p = test_free_ports(2);
+    pid_t keep = rdsrvf("tcp:port=%u", p);
+    pid_t doomed = rdsrvf("tcp:port=%u", p + 1);
+    cr_assert(test_wait_rows("localhost", 2, 5000, out, sizeof(out)), "%s", out);
+    test_stop(doomed, SIGKILL);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_expect_str_eq(out, want, "the next query after SIGKILL still lists it");
+    test_stop(keep, SIGTERM);
+}
+
+Test(broker, restart_brings_every_live_server_back)
+{
+    unsigned p = test_free_ports(3);
+    pid_t s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = rdsrvf("tcp:port=%u", p + (unsigned)i);
+    cr_assert(test_wait_rows("localhost", 3, 5000, out, sizeof(out)), "%s", out);
+    test_broker_stop(&br, SIGKILL); /* its socket file stays behind */
+    cr_expect_eq(test_qr("localhost", out, sizeof(out)), 5, "%s", out);
+    cr_assert_eq(test_broker_start(&br), 0);
+    cr_expect(test_wait_rows("localhost", 3, 1000, out, sizeof(out)),
+              "not every server was back within a second: %s", out);
+    for (int i = 0; i < 3; i++)
+        test_stop(s[i], SIGTERM);
+}
+
+Test(broker, server_without_broker_registers_when_one_starts)
+{
+    test_broker_stop(&br, SIGTERM);
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    char log[4096], cmd[200];
+    snprintf(cmd, sizeof(cmd), "cat %s/servers.log", br.dir);
+    for (int i = 0; i < 100 && !strstr(log, "not discoverable"); i++) {
+        usleep(20000);
+        test_run(cmd, log, sizeof(log), true);
+    }
+    cr_expect(strstr(log, "rdsrv: not discoverable: no broker answers on"), "%s", log);
+    cr_assert_eq(test_broker_start(&br), 0);
+    cr_expect(test_wait_rows("localhost", 1, 2000, out, sizeof(out)), "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, two_brokers_are_kept_apart)
+{
+    struct test_broker other = {0};
+    struct test_broker mine = br;
+    unsigned p = test_free_ports(2);
+    pid_t a = rdsrvf("tcp:port=%u", p); /* registers with br */
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_assert_eq(test_broker_start(&other), 0); /* now the environment names the other */
+    pid_t b = rdsrvf("tcp:port=%u", p + 1);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n",
+             p + 1);
+    cr_expect_str_eq(out, want);
+    char args[64];
+    snprintf(args, sizeof(args), "127.0.0.1 -port %u", mine.port);
+    cr_assert_eq(test_qr(args, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "Servers on 127.0.0.1:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_expect_str_eq(out, want);
+    test_stop(a, SIGTERM);
+    test_stop(b, SIGTERM);
+    test_broker_cleanup(&other);
+}
+
+/* A raw client: the session layer, then whatever bytes the test sends. */
+static struct rdt_conn *raw_client(void)
+{
+    struct rdt_tstring ts;
+    struct rdt_conn *c = NULL;
+    char s[64], err[RDT_ERR_MAX];
+    snprintf(s, sizeof(s), "tcp:server=127.0.0.1,port=%u", br.port);
+    cr_assert_eq(rdt_parse(s, RDT_CLIENT, &ts, err, sizeof(err)), 0);
+    cr_assert_eq(rdt_dial(&c, &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+    return c;
+}
+
+static void expect_refusal(const void *bytes, size_t len, const char *why)
+{
+    struct rdt_conn *c = raw_client();
+    cr_assert_eq(rdt_conn_write_all(c, bytes, len, 3000), 0);
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    enum rdb_type type = 0;
+    json_t *body = NULL;
+    char err[RDT_ERR_MAX];
+    cr_assert_eq(rdb_recv(c, &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(type, RDB_ERROR);
+    const char *msg = json_string_value(json_object_get(body, "message"));
+    cr_expect(msg && strstr(msg, why), "%s", msg ? msg : "(none)");
+    json_decref(body);
+    /* and then the broker ends this connection */
+    cr_expect_eq(rdb_recv(c, &rd, &type, &body, 3000, err, sizeof(err)), -ECONNRESET);
+    rdb_reader_free(&rd);
+    rdt_conn_free(c);
+}
+
+Test(broker, bad_frames_are_refused_and_others_served)
+{
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    cr_assert(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "%s", out);
+    /* a slow client holds a connection open while the others are refused and served */
+    struct rdt_conn *idle = raw_client();
+    expect_refusal("GET / HTTP/1.0\r\n\r\n", 18, "not an rdq broker message");
+    const uint8_t oversized[8] = {'R', 'B', RDB_VERSION, RDB_QUERY, 0x7f, 0xff, 0xff, 0xff};
+    expect_refusal(oversized, sizeof(oversized), "over the limit");
+    const uint8_t version[8] = {'R', 'B', RDB_VERSION + 1, RDB_QUERY, 0, 0, 0, 2};
+    expect_refusal(version, sizeof(version), "same version of remoting protocol");
+    const uint8_t notjson[] = {'R', 'B', RDB_VERSION, RDB_QUERY, 0, 0, 0, 3, '{', '{', '}'};
+    expect_refusal(notjson, sizeof(notjson), "not a JSON object");
+    const char reg[] = "{\"kind\":\"process\",\"advert\":\"tcp:Port=1\"}";
+    size_t len;
+    json_t *j = json_loads(reg, 0, NULL);
+    uint8_t *frame = rdb_frame_encode(RDB_REGISTER, j, &len);
+    json_decref(j);
+    expect_refusal(frame, len, "only on the broker's local socket");
+    free(frame);
+    cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    rdt_conn_free(idle);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, qr_errors_are_distinct)
+{
+    unsigned p = test_free_ports(1);
+    char args[64];
+    snprintf(args, sizeof(args), "127.0.0.1 -port %u", p);
+    cr_expect_eq(test_qr(args, out, sizeof(out)), 5, "%s", out);
+    cr_expect(strstr(out, "no broker listening"), "%s", out);
+    cr_expect_eq(test_qr("localhost -timeout x", out, sizeof(out)), 2, "%s", out);
+    cr_expect_eq(test_qr("", out, sizeof(out)), 2, "%s", out);
+    cr_expect(strstr(out, "rdq: -QR needs a host"), "%s", out);
+}
+
+Test(broker, help_and_bad_flags)
+{
+    cr_expect_eq(test_run("rdbroker -?", out, sizeof(out), true), 0);
+    cr_expect(strstr(out, "Usage: rdbroker"), "%s", out);
+    cr_expect_eq(test_run("rdbroker -frob", out, sizeof(out), true), 2);
+    cr_expect_str_eq(out, "rdbroker: unknown option \"-frob\": try rdbroker -?\n");
+    cr_expect_eq(test_run("rdbroker -socket /tmp/x.sock -listen tcp:port=0:1 -user root", out,
+                          sizeof(out), true),
+                 1);
+    cr_expect(strstr(out, "-listen tcp:port=0:1: port: expected a port 1 to 65535"), "%s", out);
+}

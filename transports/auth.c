@@ -1,0 +1,384 @@
+/* The session layer: both ends check the protocol version when they meet, and a server with a
+ * password wants proof of it by challenge and response. The password never crosses the wire:
+ * the client sends HMAC-SHA256(password, "rdq client" | server nonce | client nonce), the server
+ * answers with HMAC-SHA256(password, "rdq server" | client nonce | server nonce), so each end
+ * knows that the other holds the password. Frames are described in docs/protocol.md. */
+#include "internal.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NONCE_LEN 32
+#define MAC_LEN 32
+#define HDR_LEN 8
+#define BODY_MAX 256
+
+enum frame_type { FRAME_SERVER_HELLO = 'S', FRAME_CLIENT_HELLO = 'C', FRAME_VERDICT = 'V' };
+enum verdict { VERDICT_OK = 0, VERDICT_DENIED = 1 };
+enum state { ST_SEND_HELLO, ST_READ_HELLO, ST_SEND_VERDICT, ST_READ_VERDICT, ST_DONE, ST_FAILED };
+
+#define FLAG_PASSWORD 0x01 /* server hello: a password is wanted; client hello: proof follows */
+
+struct auth {
+    enum rdt_role role;
+    unsigned version;
+    char password[RDT_PASSWORD_MAX + 1];
+    enum state state;
+    bool server_wants_password;
+    bool refused;
+    bool fail_after_send; /* the verdict refuses: fail once it is written */
+    uint8_t nonce_s[NONCE_LEN], nonce_c[NONCE_LEN];
+    uint8_t out[HDR_LEN + BODY_MAX];
+    size_t out_len, out_off;
+    uint8_t in[HDR_LEN + BODY_MAX];
+    size_t in_len;
+    char err[RDT_ERR_MAX];
+};
+
+static int auth_fail(struct auth *a, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int auth_fail(struct auth *a, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->err, sizeof(a->err), fmt, ap);
+    va_end(ap);
+    a->state = ST_FAILED;
+    return rc;
+}
+
+static void mac(const struct auth *a, const char *label, const uint8_t *n1, const uint8_t *n2,
+                uint8_t out[MAC_LEN])
+{
+    uint8_t msg[16 + 2 * NONCE_LEN];
+    size_t l = strlen(label);
+    memcpy(msg, label, l);
+    memcpy(msg + l, n1, NONCE_LEN);
+    memcpy(msg + l + NONCE_LEN, n2, NONCE_LEN);
+    unsigned int md_len = MAC_LEN;
+    HMAC(EVP_sha256(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN, out, &md_len);
+}
+
+static void put_frame(struct auth *a, enum frame_type type, const uint8_t *body, size_t len)
+{
+    uint8_t *o = a->out;
+    memcpy(o, "RDQ", 3);
+    o[3] = (uint8_t)type;
+    o[4] = (uint8_t)(a->version >> 8);
+    o[5] = (uint8_t)a->version;
+    o[6] = (uint8_t)(len >> 8);
+    o[7] = (uint8_t)len;
+    memcpy(o + HDR_LEN, body, len);
+    a->out_len = HDR_LEN + len;
+    a->out_off = 0;
+}
+
+static void queue_server_hello(struct auth *a)
+{
+    uint8_t body[1 + NONCE_LEN];
+    body[0] = a->password[0] ? FLAG_PASSWORD : 0;
+    memcpy(body + 1, a->nonce_s, NONCE_LEN);
+    put_frame(a, FRAME_SERVER_HELLO, body, sizeof(body));
+}
+
+static void queue_client_hello(struct auth *a)
+{
+    uint8_t body[1 + NONCE_LEN + MAC_LEN] = {0};
+    memcpy(body + 1, a->nonce_c, NONCE_LEN);
+    if (a->password[0]) {
+        body[0] = FLAG_PASSWORD;
+        mac(a, "rdq client", a->nonce_s, a->nonce_c, body + 1 + NONCE_LEN);
+    }
+    put_frame(a, FRAME_CLIENT_HELLO, body, sizeof(body));
+}
+
+static void queue_verdict(struct auth *a, enum verdict v)
+{
+    uint8_t body[1 + MAC_LEN] = {0};
+    body[0] = (uint8_t)v;
+    if (v == VERDICT_OK)
+        mac(a, "rdq server", a->nonce_c, a->nonce_s, body + 1);
+    put_frame(a, FRAME_VERDICT, body, sizeof(body));
+}
+
+/* Writes what is queued: 0 when all of it is out. */
+static int flush_out(struct rdt_conn *c, struct auth *a)
+{
+    while (a->out_off < a->out_len) {
+        size_t n = 0;
+        int rc = rdt_conn_write(c->next, a->out + a->out_off, a->out_len - a->out_off, &n);
+        if (rc == -EAGAIN)
+            return rc;
+        if (rc)
+            return auth_fail(a, rc, "%s", rdt_conn_error(c->next));
+        a->out_off += n;
+    }
+    return 0;
+}
+
+static unsigned frame_len(const struct auth *a)
+{
+    return HDR_LEN + ((unsigned)a->in[6] << 8 | a->in[7]);
+}
+
+static unsigned frame_version(const struct auth *a)
+{
+    return (unsigned)a->in[4] << 8 | a->in[5];
+}
+
+/* The client tells the server its version even when they differ, so that both ends can say so. */
+static void send_version_only(struct rdt_conn *c, struct auth *a)
+{
+    uint8_t body[1 + NONCE_LEN + MAC_LEN] = {0};
+    put_frame(a, FRAME_CLIENT_HELLO, body, sizeof(body));
+    size_t n = 0;
+    rdt_conn_write(c->next, a->out, a->out_len, &n);
+}
+
+static int version_mismatch(struct rdt_conn *c, struct auth *a)
+{
+    unsigned peer = frame_version(a);
+    if (a->role == RDT_ROLE_CLIENT)
+        send_version_only(c, a);
+    unsigned client = a->role == RDT_ROLE_CLIENT ? a->version : peer;
+    unsigned server = a->role == RDT_ROLE_SERVER ? a->version : peer;
+    return auth_fail(a, -EPROTO,
+                     "The client is not using same version of remoting protocol as the server "
+                     "(client protocol %u, server protocol %u)",
+                     client, server);
+}
+
+/* Checks a complete header: the magic, the version, the type and the length. */
+static int check_header(struct rdt_conn *c, struct auth *a, enum frame_type want, size_t body_len)
+{
+    if (memcmp(a->in, "RDQ", 3) != 0)
+        return auth_fail(a, -EPROTO, "the peer does not speak the rdq protocol (bad greeting)");
+    if (frame_version(a) != a->version)
+        return version_mismatch(c, a);
+    if (a->in[3] != want || frame_len(a) != HDR_LEN + body_len)
+        return auth_fail(a, -EPROTO, "bad handshake frame (type 0x%02x, %u bytes)", a->in[3],
+                         frame_len(a));
+    return 0;
+}
+
+/* Reads exactly one frame of `want`, never past its end: what follows belongs to the caller. */
+static int read_frame(struct rdt_conn *c, struct auth *a, enum frame_type want, size_t body_len)
+{
+    for (;;) {
+        size_t need = a->in_len < HDR_LEN ? HDR_LEN : HDR_LEN + body_len;
+        if (a->in_len == need && need > HDR_LEN)
+            return 0;
+        size_t n = 0;
+        int rc = rdt_conn_read(c->next, a->in + a->in_len, need - a->in_len, &n);
+        if (rc == -EAGAIN)
+            return rc;
+        if (rc)
+            return auth_fail(a, rc, "%s", rdt_conn_error(c->next));
+        if (n == 0)
+            return auth_fail(a, -ECONNRESET, "the peer closed the connection during the handshake");
+        a->in_len += n;
+        if (a->in_len == HDR_LEN && (rc = check_header(c, a, want, body_len)))
+            return rc;
+    }
+}
+
+static int server_check_hello(struct auth *a)
+{
+    const uint8_t *body = a->in + HDR_LEN;
+    memcpy(a->nonce_c, body + 1, NONCE_LEN);
+    if (!a->password[0])
+        return 0;
+    uint8_t want[MAC_LEN];
+    mac(a, "rdq client", a->nonce_s, a->nonce_c, want);
+    bool ok = (body[0] & FLAG_PASSWORD) && CRYPTO_memcmp(want, body + 1 + NONCE_LEN, MAC_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof(want));
+    if (ok) {
+        queue_verdict(a, VERDICT_OK);
+        return 0;
+    }
+    a->refused = true;
+    a->fail_after_send = true;
+    queue_verdict(a, VERDICT_DENIED);
+    snprintf(a->err, sizeof(a->err), "%s: access denied: %s", RDT_ACCESS_DENIED,
+             body[0] & FLAG_PASSWORD ? "wrong password" : "no password given");
+    return 0;
+}
+
+static int client_check_verdict(struct auth *a)
+{
+    const uint8_t *body = a->in + HDR_LEN;
+    if (body[0] != VERDICT_OK) {
+        a->refused = true;
+        return auth_fail(a, -EACCES, "%s: access denied: %s", RDT_ACCESS_DENIED,
+                         a->password[0] ? "wrong password"
+                                        : "the server wants a password (password=...)");
+    }
+    uint8_t want[MAC_LEN];
+    mac(a, "rdq server", a->nonce_c, a->nonce_s, want);
+    bool ok = CRYPTO_memcmp(want, body + 1, MAC_LEN) == 0;
+    OPENSSL_cleanse(want, sizeof(want));
+    if (!ok)
+        return auth_fail(a, -EACCES, "the server could not prove that it knows the password");
+    return 0;
+}
+
+static int server_step(struct rdt_conn *c, struct auth *a)
+{
+    int rc;
+    switch (a->state) {
+    case ST_SEND_HELLO:
+        if ((rc = flush_out(c, a)))
+            return rc;
+        a->state = ST_READ_HELLO;
+        /* fall through */
+    case ST_READ_HELLO:
+        if ((rc = read_frame(c, a, FRAME_CLIENT_HELLO, 1 + NONCE_LEN + MAC_LEN)))
+            return rc;
+        server_check_hello(a);
+        a->state = a->password[0] ? ST_SEND_VERDICT : ST_DONE;
+        if (a->state == ST_DONE)
+            return 0;
+        /* fall through */
+    case ST_SEND_VERDICT:
+        if ((rc = flush_out(c, a)))
+            return rc;
+        if (a->fail_after_send) {
+            a->state = ST_FAILED; /* a->err already says why */
+            return -EACCES;
+        }
+        a->state = ST_DONE;
+        return 0;
+    default:
+        return a->state == ST_DONE ? 0 : -EPROTO;
+    }
+}
+
+static int client_step(struct rdt_conn *c, struct auth *a)
+{
+    int rc;
+    switch (a->state) {
+    case ST_READ_HELLO:
+        if ((rc = read_frame(c, a, FRAME_SERVER_HELLO, 1 + NONCE_LEN)))
+            return rc;
+        a->server_wants_password = a->in[HDR_LEN] & FLAG_PASSWORD;
+        memcpy(a->nonce_s, a->in + HDR_LEN + 1, NONCE_LEN);
+        a->in_len = 0;
+        queue_client_hello(a);
+        a->state = ST_SEND_HELLO;
+        /* fall through */
+    case ST_SEND_HELLO:
+        if ((rc = flush_out(c, a)))
+            return rc;
+        a->state = a->server_wants_password ? ST_READ_VERDICT : ST_DONE;
+        if (a->state == ST_DONE)
+            return 0;
+        /* fall through */
+    case ST_READ_VERDICT:
+        if ((rc = read_frame(c, a, FRAME_VERDICT, 1 + MAC_LEN)))
+            return rc;
+        if ((rc = client_check_verdict(a)))
+            return rc;
+        a->state = ST_DONE;
+        return 0;
+    default:
+        return a->state == ST_DONE ? 0 : -EPROTO;
+    }
+}
+
+static int auth_open(struct rdt_conn *c)
+{
+    struct auth *a = c->ctx;
+    int rc = rdt_conn_open_step(c->next);
+    if (rc == -EAGAIN)
+        return rc;
+    if (rc)
+        return auth_fail(a, rc, "%s", rdt_conn_error(c->next));
+    if (a->state == ST_FAILED)
+        return -EPROTO;
+    return a->role == RDT_ROLE_SERVER ? server_step(c, a) : client_step(c, a);
+}
+
+static void auth_close(struct rdt_conn *c)
+{
+    struct auth *a = c->ctx;
+    OPENSSL_cleanse(a, sizeof(*a));
+    free(a);
+}
+
+static int auth_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
+{
+    return rdt_conn_read(c->next, buf, len, nread);
+}
+
+static int auth_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
+{
+    return rdt_conn_write(c->next, buf, len, nwritten);
+}
+
+static short auth_events(struct rdt_conn *c)
+{
+    struct auth *a = c->ctx;
+    if (!c->next->ready)
+        return rdt_conn_events(c->next);
+    if (a->state == ST_SEND_HELLO || a->state == ST_SEND_VERDICT)
+        return POLLOUT;
+    return a->state == ST_DONE ? rdt_conn_events(c->next) : POLLIN;
+}
+
+static const char *auth_last_error(struct rdt_conn *c)
+{
+    struct auth *a = c->ctx;
+    return a->err[0] ? a->err : rdt_conn_error(c->next);
+}
+
+static const struct rdt_ops auth_ops = {
+    .name = "auth",
+    .open = auth_open,
+    .close = auth_close,
+    .read = auth_read,
+    .write = auth_write,
+    .events = auth_events,
+    .last_error = auth_last_error,
+};
+
+struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const char *password,
+                               unsigned version)
+{
+    struct auth *a = calloc(1, sizeof(*a));
+    struct rdt_conn *c = a ? rdt_conn_push(&auth_ops, a, next) : NULL;
+    if (!c) {
+        free(a);
+        rdt_conn_free(next);
+        return NULL;
+    }
+    a->role = role;
+    a->version = version;
+    snprintf(a->password, sizeof(a->password), "%s", password ? password : "");
+    if (RAND_bytes(role == RDT_ROLE_SERVER ? a->nonce_s : a->nonce_c, NONCE_LEN) != 1) {
+        rdt_conn_free(c);
+        return NULL;
+    }
+    if (role == RDT_ROLE_SERVER) {
+        queue_server_hello(a);
+        a->state = ST_SEND_HELLO;
+    } else {
+        a->state = ST_READ_HELLO;
+    }
+    return c;
+}
+
+bool rdt_auth_refused(struct rdt_conn *c)
+{
+    for (; c; c = c->next)
+        if (c->ops == &auth_ops)
+            return ((struct auth *)c->ctx)->refused;
+    return false;
+}

@@ -1,0 +1,407 @@
+/* Endpoints: binding a server's port or pipe, and dialing a server (or, for clicon, waiting for
+ * the server to dial in). */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- Pipes ---- */
+
+int rdt_pipe_dir(char *buf, size_t len)
+{
+    const char *env = getenv("RDQ_PIPE_DIR");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int n;
+    if (env && env[0])
+        n = snprintf(buf, len, "%s", env);
+    else if (geteuid() == 0)
+        n = snprintf(buf, len, "/run/rdq/pipe");
+    else if (xdg && xdg[0])
+        n = snprintf(buf, len, "%s/rdq/pipe", xdg);
+    else
+        n = snprintf(buf, len, "/tmp/rdq-%u/pipe", (unsigned)geteuid());
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int rdt_pipe_path(const char *pipe, char *buf, size_t len, char *err, size_t errlen)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    size_t max = len < sizeof(dir) ? len : sizeof(dir);
+    int rc = pipe[0] == '/' ? 0 : rdt_pipe_dir(dir, sizeof(dir));
+    int n = rc               ? -1
+            : pipe[0] == '/' ? snprintf(buf, max, "%s", pipe)
+                             : snprintf(buf, max, "%s/%s", dir, pipe);
+    if (n < 0 || (size_t)n >= max)
+        return rdt_errf(-ENAMETOOLONG, err, errlen,
+                        "pipe %s: the socket path is too long (set RDQ_PIPE_DIR to a shorter "
+                        "directory)",
+                        pipe);
+    return 0;
+}
+
+/* Creates the pipe directory and its parent (0755 for root's shared one, 0700 otherwise). */
+static int make_pipe_dir(const char *path, char *err, size_t errlen)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    mode_t mode = geteuid() == 0 ? 0755 : 0700;
+    for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (mkdir(dir, mode) < 0 && errno != EEXIST)
+            return rdt_errf(-errno, err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        *p = '/';
+    }
+    return 0;
+}
+
+static void unix_addr(const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
+}
+
+/* 0 when a live server answers on `path`, -ECONNREFUSED when the socket is stale. */
+static int unix_probe(const char *path)
+{
+    struct sockaddr_un sa;
+    unix_addr(path, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *err, size_t errlen)
+{
+    int rc = rdt_pipe_expand(ts->pipe, getpid(), gettid(), b->name, sizeof(b->name));
+    if (rc < 0)
+        return rdt_errf(rc, err, errlen, "pipe %s: the expanded name is too long", ts->pipe);
+    if ((rc = rdt_pipe_path(b->name, b->path, sizeof(b->path), err, errlen)) ||
+        (rc = make_pipe_dir(b->path, err, errlen)))
+        return rc;
+    struct stat st;
+    if (lstat(b->path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return rdt_errf(-EEXIST, err, errlen, "pipe %s: %s exists and is not a socket", b->name,
+                            b->path);
+        if (unix_probe(b->path) != -ECONNREFUSED)
+            return rdt_errf(-EADDRINUSE, err, errlen,
+                            "pipe %s is in use by a running server: choose another name", b->name);
+        unlink(b->path); /* the socket of a server that died */
+    }
+    struct sockaddr_un sa;
+    unix_addr(b->path, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SOMAXCONN) < 0) {
+        rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        b->path[0] = '\0';
+        return rdt_errf(rc, err, errlen, "pipe %s: %s", b->name, strerror(-rc));
+    }
+    b->fd = fd;
+    return 0;
+}
+
+/* ---- TCP ---- */
+
+int rdt_resolve(const char *host, uint16_t port, bool ipv6, bool passive, struct addrinfo **out,
+                char *err, size_t errlen)
+{
+    char name[RDT_HOST_MAX + 1], service[8];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
+        snprintf(name, sizeof(name), "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(name, sizeof(name), "%s", host);
+    snprintf(service, sizeof(service), "%u", port);
+    struct addrinfo hints = {
+        .ai_family = ipv6 ? AF_INET6 : AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+    };
+    int rc = getaddrinfo(name, service, &hints, out);
+    if (rc != 0)
+        return rdt_errf(-EHOSTUNREACH, err, errlen, "cannot resolve %s%s: %s", name,
+                        ipv6 ? " (IPv6)" : "", gai_strerror(rc));
+    return 0;
+}
+
+/* A listening socket on `port`: IPv6 and IPv4 both unless `ipv6` says IPv6 only. */
+static int listen_port(uint16_t port, bool ipv6)
+{
+    int one = 1, v6only = ipv6 ? 1 : 0;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool v6 = fd >= 0;
+    if (!v6 && (ipv6 || (fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0))
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int rc = 0;
+    if (v6)
+        rc = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    if (rc == 0)
+        rc = v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
+                : bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+    if (rc == 0)
+        rc = listen(fd, SOMAXCONN);
+    if (rc < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static uint16_t local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *err, size_t errlen)
+{
+    for (unsigned p = lo; p <= hi; p++) {
+        int fd = listen_port((uint16_t)p, ipv6);
+        if (fd >= 0) {
+            *bound = local_port(fd);
+            return fd;
+        }
+        if (fd != -EADDRINUSE)
+            return rdt_errf(fd, err, errlen, "port %u%s: %s", p, ipv6 ? " (IPv6)" : "",
+                            strerror(-fd));
+    }
+    if (lo == hi)
+        return rdt_errf(-EADDRINUSE, err, errlen,
+                        "port %u is in use: choose another port or "
+                        "a range such as %u:%u",
+                        lo, lo, lo + 9 > 65535 ? 65535 : lo + 9);
+    return rdt_errf(-EADDRINUSE, err, errlen, "port: every port of %u:%u is in use", lo, hi);
+}
+
+void rdt_peer_name(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    snprintf(buf, len, "unknown");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_UNIX) {
+        struct ucred cr;
+        socklen_t cl = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+            snprintf(buf, len, "uid %u", (unsigned)cr.uid);
+        return;
+    }
+    char host[INET6_ADDRSTRLEN];
+    if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0)
+        snprintf(buf, len, "%s", strncmp(host, "::ffff:", 7) == 0 ? host + 7 : host);
+}
+
+int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE)
+        return bind_pipe(ts, out, err, errlen);
+    if (ts->proto != RDT_TCP && ts->proto != RDT_SSL)
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s endpoints are not available here",
+                        rdt_proto_name(ts->proto));
+    int fd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, &out->port, err, errlen);
+    if (fd < 0)
+        return fd;
+    out->fd = fd;
+    return 0;
+}
+
+void rdt_unbind(struct rdt_bound *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    if (b->path[0])
+        unlink(b->path);
+    b->fd = -1;
+    b->path[0] = '\0';
+}
+
+/* ---- Dialing ---- */
+
+static int connect_tcp(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
+                       char *err, size_t errlen)
+{
+    struct addrinfo *ai = NULL;
+    int rc = rdt_resolve(ts->server, ts->port_lo, ts->ipv6, false, &ai, err, errlen);
+    if (rc)
+        return rc;
+    char what[RDT_HOST_MAX + 8];
+    snprintf(what, sizeof(what), "%s:%u", ts->server, ts->port_lo);
+    rc = -EHOSTUNREACH;
+    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
+        int fd;
+        rc = rdt_sock_connect_start(a->ai_addr, a->ai_addrlen, &fd);
+        if (rc && rc != -EINPROGRESS) {
+            if (fd >= 0)
+                close(fd);
+            rdt_errf(rc, err, errlen, "tcp: cannot connect to %s: %s", what, strerror(-rc));
+            continue;
+        }
+        struct rdt_conn *c = rdt_sock_connecting(&rdt_tcp_ops, fd, what);
+        int64_t left = deadline - rdt_now_ms();
+        rc = c ? rdt_conn_open_wait(c, left > 0 ? (int)left : 0) : -ENOMEM;
+        if (rc == -ETIMEDOUT)
+            rdt_errf(rc, err, errlen, "tcp: no answer from %s in time", what);
+        else if (rc)
+            rdt_errf(rc, err, errlen, "%s", c ? rdt_conn_error(c) : strerror(ENOMEM));
+        if (rc)
+            rdt_conn_free(c);
+        else
+            *out = c;
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
+static bool is_local_host(const char *host)
+{
+    char me[RDT_HOST_MAX + 1] = "";
+    gethostname(me, sizeof(me));
+    size_t short_len = strcspn(me, ".");
+    return strcmp(host, ".") == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, me) == 0 ||
+           (strlen(host) == short_len && strncmp(host, me, short_len) == 0);
+}
+
+static int connect_pipe(const struct rdt_tstring *ts, struct rdt_conn **out, char *err,
+                        size_t errlen)
+{
+    if (!is_local_host(ts->server))
+        return rdt_errf(-EHOSTUNREACH, err, errlen,
+                        "npipe: %s is not this host: a pipe on another host is reached through "
+                        "that host's broker",
+                        ts->server);
+    char path[108];
+    int rc = rdt_pipe_path(ts->pipe, path, sizeof(path), err, errlen);
+    if (rc)
+        return rc;
+    struct sockaddr_un sa;
+    unix_addr(path, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return rdt_errf(rc, err, errlen, "npipe: no server on pipe %s (%s)", ts->pipe,
+                        rc == -ENOENT || rc == -ECONNREFUSED ? "no such pipe" : strerror(-rc));
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    *out = rdt_sock_conn(&rdt_unix_ops, fd);
+    return *out ? 0 : -ENOMEM;
+}
+
+/* True when the accepted peer's address is one of the addresses of `host`. */
+static bool peer_is(int fd, const struct addrinfo *ai)
+{
+    char peer[INET6_ADDRSTRLEN + 8], want[INET6_ADDRSTRLEN];
+    rdt_peer_name(fd, peer, sizeof(peer));
+    for (; ai; ai = ai->ai_next) {
+        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, want, sizeof(want), NULL, 0, NI_NUMERICHOST) !=
+            0)
+            continue;
+        const char *w = strncmp(want, "::ffff:", 7) == 0 ? want + 7 : want;
+        if (strcmp(peer, w) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* clicon on the client: listen on the first free port of the range and take the one
+ * connection that comes from the named server host. */
+static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
+                        char *err, size_t errlen)
+{
+    struct addrinfo *ai = NULL;
+    int rc = rdt_resolve(ts->clicon, ts->port_lo, ts->ipv6, false, &ai, err, errlen);
+    if (rc)
+        return rc;
+    uint16_t port;
+    int lfd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, &port, err, errlen);
+    rc = lfd < 0 ? lfd : -ETIMEDOUT;
+    while (lfd >= 0 && rc == -ETIMEDOUT) {
+        int64_t left = deadline - rdt_now_ms();
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            rdt_errf(rc, err, errlen, "tcp: %s did not connect to port %u in time", ts->clicon,
+                     port);
+            break;
+        }
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (!peer_is(fd, ai)) {
+            close(fd); /* only the named server may connect */
+            continue;
+        }
+        *out = rdt_sock_conn(&rdt_tcp_ops, fd);
+        rc = *out ? 0 : -ENOMEM;
+    }
+    if (lfd >= 0)
+        close(lfd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+             int timeout_ms, char *err, size_t errlen)
+{
+    *out = NULL;
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    struct rdt_conn *c = NULL;
+    int rc;
+    if (ts->proto == RDT_NPIPE)
+        rc = connect_pipe(ts, &c, err, errlen);
+    else if (ts->proto == RDT_TCP && ts->clicon[0])
+        rc = await_server(ts, deadline, &c, err, errlen);
+    else if (ts->proto == RDT_TCP)
+        rc = connect_tcp(ts, deadline, &c, err, errlen);
+    else
+        rc = rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s connections are not available here",
+                      rdt_proto_name(ts->proto));
+    if (rc)
+        return rc;
+    c = rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password, RDT_PROTOCOL_VERSION);
+    if (!c)
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    int64_t left = deadline - rdt_now_ms();
+    rc = rdt_conn_open_wait(c, left > 0 ? (int)left : 0);
+    if (rc == -ETIMEDOUT)
+        rdt_errf(rc, err, errlen, "%s: the server did not complete the handshake in time",
+                 rdt_proto_name(ts->proto));
+    else if (rc)
+        rdt_errf(rc, err, errlen, "%s", rdt_conn_error(c));
+    if (rc) {
+        rdt_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* Private to transports/: helpers shared by the layers and endpoints. */
+#ifndef RDQ_TRANSPORTS_INTERNAL_H
+#define RDQ_TRANSPORTS_INTERNAL_H
+
+#include "transport.h"
+
+#include <stdarg.h>
+#include <sys/socket.h>
+
+/* printf into an error buffer; always returns -EINVAL-style `rc` so callers can `return`. */
+int rdt_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A socket layer whose non-blocking connect is still in progress. */
+struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const char *what);
+
+/* A non-blocking socket connect towards `sa`: 0 (connected), -EINPROGRESS, or -errno. */
+int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_out);
+
+/* Resolves host and port for a stream socket (ipv6: IPv6 only). The list is freed by the caller
+ * with freeaddrinfo(). */
+struct addrinfo;
+int rdt_resolve(const char *host, uint16_t port, bool ipv6, bool passive, struct addrinfo **out,
+                char *err, size_t errlen);
+
+/* Binds and listens on the first free port of lo..hi: returns the fd and sets *bound. */
+int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *err, size_t errlen);
+
+/* The peer of an accepted socket as text: the IP address (tcp), or "uid N" (unix). */
+void rdt_peer_name(int fd, char *buf, size_t len);
+
+/* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
+int64_t rdt_now_ms(void);
+
+#endif

@@ -1,0 +1,376 @@
+/* Servers on the event loop: accept (or, for clicon, dial) clients, run the session layer for
+ * each without blocking, hand ready connections to the owner, and slow down peers that gave
+ * wrong passwords. */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HANDSHAKE_MS 10000  /* a client has this long to complete the session layer */
+#define PENDING_MAX 256     /* handshakes in progress at once; more are turned away */
+#define PENALTY_SLOTS 64    /* peers remembered for refused passwords */
+#define PENALTY_BASE_MS 250 /* the first retry after a refusal waits this long ... */
+#define PENALTY_MAX_MS 8000 /* ... doubling up to this */
+#define PENALTY_FORGET_MS 60000
+#define REDIAL_MIN_MS 100
+#define REDIAL_MAX_MS 5000
+
+struct penalty {
+    char peer[64];
+    unsigned fails;
+    int64_t last;
+};
+
+struct pending {
+    struct rdt_server *srv;
+    struct rdt_conn *conn;
+    struct event *ev;
+    int64_t deadline;
+    char peer[64];
+    struct pending *prev, *next;
+};
+
+struct rdt_server {
+    struct event_base *base;
+    struct rdt_tstring ts;
+    struct rdt_bound bound;
+    struct event *accept_ev;
+    struct event *redial_ev; /* clicon */
+    unsigned redial_ms;
+    rdt_server_cb cb;
+    void *arg;
+    struct pending *pending;
+    unsigned npending;
+    struct penalty penalties[PENALTY_SLOTS];
+};
+
+static void report(struct rdt_server *srv, const char *peer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void report(struct rdt_server *srv, const char *peer, const char *fmt, ...)
+{
+    char msg[RDT_ERR_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    srv->cb(srv, NULL, peer, msg, srv->arg);
+}
+
+/* ---- Penalties for refused passwords ---- */
+
+static struct penalty *penalty_find(const struct rdt_server *srv, const char *peer, bool create)
+{
+    struct rdt_server *s = (struct rdt_server *)srv;
+    struct penalty *oldest = &s->penalties[0];
+    int64_t now = rdt_now_ms();
+    for (struct penalty *p = s->penalties; p < s->penalties + PENALTY_SLOTS; p++) {
+        if (p->fails && now - p->last > PENALTY_FORGET_MS)
+            p->fails = 0;
+        if (p->fails && strcmp(p->peer, peer) == 0)
+            return p;
+        if (p->fails < oldest->fails || (p->fails == oldest->fails && p->last < oldest->last))
+            oldest = p;
+    }
+    if (!create)
+        return NULL;
+    snprintf(oldest->peer, sizeof(oldest->peer), "%s", peer);
+    oldest->fails = 0;
+    return oldest;
+}
+
+unsigned rdt_server_penalty_ms(const struct rdt_server *srv, const char *peer)
+{
+    const struct penalty *p = penalty_find(srv, peer, false);
+    if (!p)
+        return 0;
+    unsigned shift = p->fails - 1 < 5 ? p->fails - 1 : 5;
+    unsigned ms = PENALTY_BASE_MS << shift;
+    return ms < PENALTY_MAX_MS ? ms : PENALTY_MAX_MS;
+}
+
+static void penalty_note(struct rdt_server *srv, const char *peer, bool refused)
+{
+    struct penalty *p = penalty_find(srv, peer, refused);
+    if (!p)
+        return;
+    p->fails = refused ? p->fails + 1 : 0;
+    p->last = rdt_now_ms();
+}
+
+/* ---- Handshakes in progress ---- */
+
+static void pending_free(struct pending *p, bool close_conn)
+{
+    struct rdt_server *srv = p->srv;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        srv->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    srv->npending--;
+    if (p->ev)
+        event_free(p->ev);
+    if (close_conn)
+        rdt_conn_free(p->conn);
+    free(p);
+}
+
+static void schedule_redial(struct rdt_server *srv);
+static void pending_cb(evutil_socket_t fd, short what, void *arg);
+
+static void pending_done(struct pending *p, int rc)
+{
+    struct rdt_server *srv = p->srv;
+    bool clicon = srv->ts.clicon[0] != '\0';
+    if (rc == 0) {
+        penalty_note(srv, p->peer, false);
+        srv->redial_ms = REDIAL_MIN_MS;
+        struct rdt_conn *c = p->conn;
+        char peer[sizeof(p->peer)];
+        snprintf(peer, sizeof(peer), "%s", p->peer);
+        pending_free(p, false);
+        srv->cb(srv, c, peer, NULL, srv->arg);
+        return;
+    }
+    if (rdt_auth_refused(p->conn))
+        penalty_note(srv, p->peer, true);
+    if (!clicon || rc != -ECONNREFUSED)
+        report(srv, p->peer, "%s: %s", p->peer,
+               rc == -ETIMEDOUT ? "the handshake timed out" : rdt_conn_error(p->conn));
+    pending_free(p, true);
+    if (clicon)
+        schedule_redial(srv);
+}
+
+/* Runs the session layer as far as it goes, then waits for what it needs. */
+static void pending_step(struct pending *p)
+{
+    int rc = rdt_conn_open_step(p->conn);
+    if (rc != -EAGAIN) {
+        pending_done(p, rc);
+        return;
+    }
+    int64_t left = p->deadline - rdt_now_ms();
+    if (left <= 0) {
+        pending_done(p, -ETIMEDOUT);
+        return;
+    }
+    short ev = rdt_conn_events(p->conn) & POLLOUT ? EV_WRITE : EV_READ;
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    event_free(p->ev);
+    p->ev = event_new(p->srv->base, p->conn->fd, ev, pending_cb, p);
+    if (!p->ev || event_add(p->ev, &tv) < 0)
+        pending_done(p, -ENOMEM);
+}
+
+static void pending_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct pending *p = arg;
+    if (what & EV_TIMEOUT)
+        pending_done(p, -ETIMEDOUT);
+    else
+        pending_step(p);
+}
+
+static void pending_start_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pending_step(arg);
+}
+
+/* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
+ * was refused a password lately. */
+static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    conn =
+        conn ? rdt_auth_conn(conn, RDT_ROLE_SERVER, srv->ts.password, RDT_PROTOCOL_VERSION) : NULL;
+    if (!p || !conn) {
+        free(p);
+        rdt_conn_free(conn);
+        report(srv, peer, "%s: out of memory", peer);
+        return;
+    }
+    p->srv = srv;
+    p->conn = conn;
+    snprintf(p->peer, sizeof(p->peer), "%s", peer);
+    p->next = srv->pending;
+    if (p->next)
+        p->next->prev = p;
+    srv->pending = p;
+    srv->npending++;
+    unsigned delay = rdt_server_penalty_ms(srv, peer);
+    p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    p->ev = evtimer_new(srv->base, pending_start_cb, p);
+    if (!p->ev || evtimer_add(p->ev, &tv) < 0)
+        pending_done(p, -ENOMEM);
+}
+
+/* ---- Accepting ---- */
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct rdt_server *srv = arg;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                report(srv, "listener", "accept: %s", strerror(errno));
+            return;
+        }
+        char peer[64];
+        rdt_peer_name(fd, peer, sizeof(peer));
+        if (srv->npending >= PENDING_MAX) {
+            close(fd);
+            report(srv, peer, "%s: turned away: too many handshakes in progress", peer);
+            continue;
+        }
+        bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
+        pending_add(srv, rdt_sock_conn(pipe ? &rdt_unix_ops : &rdt_tcp_ops, fd), peer);
+    }
+}
+
+/* ---- Dialing the client (clicon) ---- */
+
+static void dial_once(struct rdt_server *srv)
+{
+    char err[RDT_ERR_MAX];
+    struct addrinfo *ai = NULL;
+    int rc =
+        rdt_resolve(srv->ts.clicon, srv->ts.port_lo, srv->ts.ipv6, false, &ai, err, sizeof(err));
+    if (rc) {
+        report(srv, srv->ts.clicon, "%s", err);
+        schedule_redial(srv);
+        return;
+    }
+    int fd = -1;
+    rc = rdt_sock_connect_start(ai->ai_addr, ai->ai_addrlen, &fd);
+    freeaddrinfo(ai);
+    if (rc && rc != -EINPROGRESS) {
+        if (fd >= 0)
+            close(fd);
+        if (rc != -ECONNREFUSED)
+            report(srv, srv->ts.clicon, "%s: %s", srv->ts.clicon, strerror(-rc));
+        schedule_redial(srv);
+        return;
+    }
+    char what[RDT_HOST_MAX + 8];
+    snprintf(what, sizeof(what), "%s:%u", srv->ts.clicon, srv->ts.port_lo);
+    pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon);
+}
+
+static void redial_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dial_once(arg);
+}
+
+static void schedule_redial(struct rdt_server *srv)
+{
+    unsigned ms = srv->redial_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    srv->redial_ms = ms * 2 < REDIAL_MAX_MS ? ms * 2 : REDIAL_MAX_MS;
+    evtimer_add(srv->redial_ev, &tv);
+}
+
+void rdt_server_redial(struct rdt_server *srv)
+{
+    if (srv->ts.clicon[0] && !evtimer_pending(srv->redial_ev, NULL) && !srv->pending) {
+        srv->redial_ms = REDIAL_MIN_MS;
+        dial_once(srv);
+    }
+}
+
+/* ---- Life cycle ---- */
+
+int rdt_server_open(struct rdt_server **out, struct event_base *base, const struct rdt_tstring *ts,
+                    rdt_server_cb cb, void *arg, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (ts->side == RDT_CLIENT)
+        return rdt_errf(-EINVAL, err, errlen, "a server needs a server-side transport string");
+    struct rdt_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    srv->base = base;
+    srv->ts = *ts;
+    srv->cb = cb;
+    srv->arg = arg;
+    srv->bound.fd = -1;
+    srv->redial_ms = REDIAL_MIN_MS;
+    int rc = 0;
+    if (ts->clicon[0]) {
+        srv->bound.port = ts->port_lo;
+        srv->redial_ev = evtimer_new(base, redial_cb, srv);
+        rc = srv->redial_ev ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    } else if ((rc = rdt_bind(ts, &srv->bound, err, errlen)) == 0) {
+        srv->accept_ev = event_new(base, srv->bound.fd, EV_READ | EV_PERSIST, accept_cb, srv);
+        if (!srv->accept_ev || event_add(srv->accept_ev, NULL) < 0)
+            rc = rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    }
+    if (rc) {
+        rdt_server_free(srv);
+        return rc;
+    }
+    if (ts->clicon[0])
+        dial_once(srv);
+    *out = srv;
+    return 0;
+}
+
+void rdt_server_free(struct rdt_server *srv)
+{
+    if (!srv)
+        return;
+    while (srv->pending)
+        pending_free(srv->pending, true);
+    if (srv->accept_ev)
+        event_free(srv->accept_ev);
+    if (srv->redial_ev)
+        event_free(srv->redial_ev);
+    rdt_unbind(&srv->bound);
+    explicit_bzero(srv->ts.password, sizeof(srv->ts.password));
+    free(srv);
+}
+
+/* The server's string as clients see it: the pipe name with its printf codes expanded. */
+static struct rdt_tstring listed(const struct rdt_server *srv)
+{
+    struct rdt_tstring ts = srv->ts;
+    if (srv->bound.name[0])
+        snprintf(ts.pipe, sizeof(ts.pipe), "%s", srv->bound.name);
+    return ts;
+}
+
+int rdt_server_advert(const struct rdt_server *srv, char *buf, size_t len)
+{
+    struct rdt_tstring ts = listed(srv);
+    return rdt_format(&ts, RDT_FORM_ADVERT, NULL, srv->bound.port, buf, len);
+}
+
+int rdt_server_client_string(const struct rdt_server *srv, const char *host, char *buf, size_t len)
+{
+    struct rdt_tstring ts = listed(srv);
+    if (!ts.clicon[0])
+        return rdt_format(&ts, RDT_FORM_CLIENT, host, srv->bound.port, buf, len);
+    snprintf(ts.clicon, sizeof(ts.clicon), "%s", host); /* the client names the server */
+    return rdt_format(&ts, RDT_FORM_CLIENT, NULL, srv->bound.port, buf, len);
+}
+
+const struct rdt_bound *rdt_server_bound(const struct rdt_server *srv)
+{
+    return &srv->bound;
+}

@@ -1,0 +1,222 @@
+/* rdq transports: transport strings and the connection layers that every server, the broker and
+ * every client share. Nothing here prints or exits: functions return 0 or -errno and describe a
+ * failure in a caller's buffer (or through rdt_conn_error()). */
+#ifndef RDQ_TRANSPORT_H
+#define RDQ_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- Transport strings ------------------------------------------------------------------- */
+
+#define RDT_STRING_MAX 1024 /* longest transport string accepted */
+#define RDT_PIPE_MAX 80     /* longest pipe name, printf codes included */
+#define RDT_HOST_MAX 255    /* longest server= / clicon= host */
+#define RDT_COMPORT_MAX 128 /* longest com port= value */
+#define RDT_CERT_MAX 200    /* longest certuser= / machuser= value */
+#define RDT_PASSWORD_MAX 12 /* the reference's limit: letters and digits only */
+#define RDT_ERR_MAX 512     /* size of an error buffer that always fits */
+
+enum rdt_proto { RDT_NPIPE, RDT_TCP, RDT_COM, RDT_SPIPE, RDT_SSL };
+
+/* Which end a string describes. RDT_EITHER is given to rdt_parse() to let the string decide; a
+ * parsed string reports RDT_EITHER when it is valid as both (com, and clicon with one port). */
+enum rdt_side { RDT_EITHER, RDT_SERVER, RDT_CLIENT };
+
+struct rdt_tstring {
+    enum rdt_proto proto;
+    enum rdt_side side;
+    char pipe[RDT_PIPE_MAX + 32];         /* npipe, spipe (room for expanded printf codes) */
+    char server[RDT_HOST_MAX + 1];        /* client: the host to reach */
+    char clicon[RDT_HOST_MAX + 1];        /* reverse connection: the client's host */
+    uint16_t port_lo, port_hi;            /* tcp, ssl: a single port has port_lo == port_hi */
+    char com_port[RDT_COMPORT_MAX + 1];   /* com: as written canonically (COM2 or a path) */
+    char com_device[RDT_COMPORT_MAX + 1]; /* com: the device, /dev/ttyS1 for COM2 */
+    uint32_t baud;
+    int channel;        /* com: 0 to 254 */
+    int tls_min;        /* ssl, spipe: 12 for TLS 1.2 and later, 13 for TLS 1.3 only */
+    char proto_name[8]; /* ssl, spipe: the proto= value as written canonically */
+    char cert[RDT_CERT_MAX + 1];
+    bool machine_store; /* machuser= rather than certuser= */
+    char password[RDT_PASSWORD_MAX + 1];
+    bool password_ask; /* client: Password=* (ask the user) */
+    bool hidden;
+    bool icf_enable;
+    bool ipv6; /* ipversion=6 */
+};
+
+/* Parses and validates `s` as a transport string for `side` (RDT_EITHER: let the string decide).
+ * On failure returns -EINVAL and writes a message naming the item and what would fit. */
+int rdt_parse(const char *s, enum rdt_side side, struct rdt_tstring *out, char *err, size_t errlen);
+
+/* How rdt_format() writes a string. */
+enum rdt_form {
+    RDT_FORM_CANON,  /* every item, keys capitalised, Password=* */
+    RDT_FORM_ADVERT, /* the listing form: no Server=/Clicon=, Hidden or IcfEnable; Password=* */
+    RDT_FORM_CLIENT, /* the advertised form plus Server=host (or Clicon=host) */
+};
+
+/* Writes `ts` in the given form. For RDT_FORM_CLIENT, `host` is the server's host (NULL keeps the
+ * string's own server= or clicon=). `bound_port` (0: none) is the port a server actually bound:
+ * it is shown as Port=bound:hi. Returns the length, or -ENOSPC if `len` is too small. */
+int rdt_format(const struct rdt_tstring *ts, enum rdt_form form, const char *host,
+               uint16_t bound_port, char *buf, size_t len);
+
+/* Expands the printf codes of a pipe name: the first becomes `pid`, a second `tid`. */
+int rdt_pipe_expand(const char *name, pid_t pid, pid_t tid, char *buf, size_t len);
+
+/* The names of a protocol and a side, for messages. */
+const char *rdt_proto_name(enum rdt_proto p);
+const char *rdt_side_name(enum rdt_side s);
+
+/* ---- Connection layers --------------------------------------------------------------------- */
+
+/* One layer of a connection. Layers stack through `next`: the top one is what callers hold.
+ * Every op returns 0 or -errno; -EAGAIN means "not now, wait for rdt_conn_events()". */
+struct rdt_conn;
+
+struct rdt_ops {
+    const char *name;
+    int (*open)(struct rdt_conn *c); /* advances connect/handshake: 0 when ready */
+    void (*close)(struct rdt_conn *c);
+    int (*read)(struct rdt_conn *c, void *buf, size_t len, size_t *nread); /* 0 bytes: EOF */
+    int (*write)(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten);
+    short (*events)(struct rdt_conn *c); /* POLLIN/POLLOUT this layer waits for */
+    const char *(*last_error)(struct rdt_conn *c);
+};
+
+struct rdt_conn {
+    const struct rdt_ops *ops;
+    struct rdt_conn *next;
+    void *ctx;
+    int fd; /* the bottom layer's descriptor, copied upward by rdt_conn_push() */
+    bool ready;
+};
+
+static inline int rdt_conn_open_step(struct rdt_conn *c)
+{
+    int rc = c->ready ? 0 : c->ops->open(c);
+    if (rc == 0)
+        c->ready = true;
+    return rc;
+}
+
+static inline int rdt_conn_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
+{
+    return c->ops->read(c, buf, len, nread);
+}
+
+static inline int rdt_conn_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
+{
+    return c->ops->write(c, buf, len, nwritten);
+}
+
+static inline short rdt_conn_events(struct rdt_conn *c)
+{
+    return c->ops->events(c);
+}
+
+static inline const char *rdt_conn_error(struct rdt_conn *c)
+{
+    return c->ops->last_error(c);
+}
+
+static inline int rdt_conn_fd(const struct rdt_conn *c)
+{
+    return c->fd;
+}
+
+static inline const char *rdt_conn_name(const struct rdt_conn *c)
+{
+    return c->ops->name;
+}
+
+/* Allocates a layer with its ops and private context, on top of `next` (may be NULL). */
+struct rdt_conn *rdt_conn_push(const struct rdt_ops *ops, void *ctx, struct rdt_conn *next);
+
+/* Closes and frees every layer of the stack. Accepts NULL. */
+void rdt_conn_free(struct rdt_conn *c);
+
+/* Blocking helpers over the non-blocking ops, each bounded by `timeout_ms` (-1: none). */
+int rdt_conn_open_wait(struct rdt_conn *c, int timeout_ms);
+int rdt_conn_write_all(struct rdt_conn *c, const void *buf, size_t len, int timeout_ms);
+int rdt_conn_read_wait(struct rdt_conn *c, void *buf, size_t len, size_t *nread, int timeout_ms);
+
+/* Plain socket layers over a connected, non-blocking descriptor (which they then own). */
+extern const struct rdt_ops rdt_tcp_ops;
+extern const struct rdt_ops rdt_unix_ops;
+struct rdt_conn *rdt_sock_conn(const struct rdt_ops *ops, int fd);
+
+/* ---- The session layer: version check and password proof ---------------------------------- */
+
+#define RDT_PROTOCOL_VERSION 1
+#define RDT_ACCESS_DENIED "Error 0x80004005"
+
+enum rdt_role { RDT_ROLE_SERVER, RDT_ROLE_CLIENT };
+
+/* Stacks the session layer on `next`. The server end speaks first and, when `password` is set,
+ * wants proof of it; the client proves it by HMAC over both ends' nonces, never sending it.
+ * `version` is normally RDT_PROTOCOL_VERSION (tests pass others). Takes `next` even on failure. */
+struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const char *password,
+                               unsigned version);
+
+/* After a failed open: true when the failure was a refused password (for slowing the peer). */
+bool rdt_auth_refused(struct rdt_conn *c);
+
+/* ---- Endpoints: pipes, ports and dialing ---------------------------------------------------- */
+
+/* The directory of pipe sockets: $RDQ_PIPE_DIR, else /run/rdq/pipe for root, else
+ * $XDG_RUNTIME_DIR/rdq/pipe, else /tmp/rdq-<uid>/pipe. */
+int rdt_pipe_dir(char *buf, size_t len);
+/* The socket path of a pipe. A name that is an absolute path (which transport strings never
+ * hold: programs build such strings themselves, e.g. for the broker's socket) is used as is. */
+int rdt_pipe_path(const char *pipe, char *buf, size_t len, char *err, size_t errlen);
+
+/* A bound, listening endpoint for a server-side string (tcp: the first free port of the range;
+ * npipe: the pipe's socket, taking over the socket file of a dead server). */
+struct rdt_bound {
+    int fd;
+    uint16_t port;                /* tcp: the port bound */
+    char path[108];               /* npipe: the socket's path */
+    char name[RDT_PIPE_MAX + 32]; /* npipe: the pipe name after printf expansion */
+};
+
+int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, size_t errlen);
+void rdt_unbind(struct rdt_bound *b);
+
+/* Opens a client connection for a client-side string and completes the session layer, within
+ * `timeout_ms`. `password` overrides the string's (for Password=*). */
+int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+             int timeout_ms, char *err, size_t errlen);
+
+/* ---- Servers on the event loop --------------------------------------------------------------- */
+
+struct event_base;
+struct rdt_server;
+
+/* Called once per client that passed the session layer (conn set, err NULL), or when something
+ * went wrong that the server's owner may want to log (conn NULL, err set; the server goes on). */
+typedef void (*rdt_server_cb)(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
+                              const char *err, void *arg);
+
+/* Activates a server endpoint from a server-side string on `base`: binds (or, for clicon, dials
+ * the client with back-off until it answers), runs the session layer for each client, and hands
+ * ready connections to `cb`. */
+int rdt_server_open(struct rdt_server **out, struct event_base *base, const struct rdt_tstring *ts,
+                    rdt_server_cb cb, void *arg, char *err, size_t errlen);
+void rdt_server_free(struct rdt_server *srv);
+
+/* The advertised string (the listing form) and the client string for `host`. */
+int rdt_server_advert(const struct rdt_server *srv, char *buf, size_t len);
+int rdt_server_client_string(const struct rdt_server *srv, const char *host, char *buf, size_t len);
+const struct rdt_bound *rdt_server_bound(const struct rdt_server *srv);
+
+/* A clicon server serves one client; after that client is gone, this dials again. */
+void rdt_server_redial(struct rdt_server *srv);
+
+/* Milliseconds a new attempt from `peer` is held back after refused passwords (0: none). */
+unsigned rdt_server_penalty_ms(const struct rdt_server *srv, const char *peer);
+
+#endif
