@@ -1,5 +1,5 @@
 /* rdsrv: the process server. Each authenticated client gets its own debug stub speaking on
- * stdio (default gdbserver --multi -); the server registers itself with the local broker. */
+ * stdio (default gdbserver --once --multi -); the server registers itself with the local broker. */
 #include "broker.h"
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_STUB "gdbserver --multi -"
+#define DEFAULT_STUB "gdbserver --once --multi -"
 
 struct opts {
     const char *transport;
@@ -127,10 +127,28 @@ static pid_t start_app(char **argv, bool suspended)
     return pid;
 }
 
+#define STUB_GRACE_MS 2000 /* after its client leaves, a stub has this long to end */
+
+struct client;
+
 struct server {
     struct opts *o;
     struct event_base *base;
     unsigned clients;
+    struct client *list;
+};
+
+/* A client and its stub, spliced together. */
+struct client {
+    struct server *s;
+    struct rdt_server *srv;
+    struct rdt_splice *sp;
+    struct event *timer;
+    pid_t pid; /* the stub's process group; 0 once it exited */
+    unsigned n;
+    bool gone; /* the splice is over */
+    bool term_sent;
+    struct client *prev, *next;
 };
 
 static void note(const char *msg, void *arg)
@@ -139,7 +157,97 @@ static void note(const char *msg, void *arg)
     fprintf(stderr, "rdsrv: %s\n", msg);
 }
 
-/* Gives the client's connection to a new stub as its stdin and stdout. */
+static void client_free(struct client *c)
+{
+    if (c->pid > 0)
+        kill(-c->pid, SIGKILL);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->s->list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    rdt_splice_free(c->sp);
+    event_free(c->timer);
+    free(c);
+}
+
+/* A stub that outlives its client is ended (SIGTERM, then SIGKILL); a client that outlives its
+ * stub is let go. */
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    if (c->pid <= 0) {
+        client_free(c);
+        return;
+    }
+    fprintf(stderr, "rdsrv: client %u left; ending its stub\n", c->n);
+    kill(-c->pid, c->term_sent ? SIGKILL : SIGTERM);
+    c->term_sent = true;
+    struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void arm_grace(struct client *c)
+{
+    struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
+    if (!evtimer_pending(c->timer, NULL))
+        evtimer_add(c->timer, &tv);
+}
+
+static void on_splice(struct rdt_splice *sp, enum rdt_splice_event ev, void *arg)
+{
+    (void)sp;
+    struct client *c = arg;
+    if (ev == RDT_SPLICE_PEER_GONE) {
+        arm_grace(c); /* the stub saw the end of its input: it should end by itself */
+        return;
+    }
+    c->gone = true;
+    struct rdt_server *srv = c->srv;
+    if (c->pid == 0)
+        client_free(c);
+    else
+        arm_grace(c);
+    rdt_server_redial(srv); /* clicon: ready for the next client */
+}
+
+/* Starts the stub in a process group of its own, its stdin and stdout on pipes. */
+static pid_t spawn_stub(const char *cmd, int *wfd, int *rfd)
+{
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        close(in[0]);
+        close(in[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(out[0]);
+        return -1;
+    }
+    setpgid(pid, pid);
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    *wfd = in[1];
+    *rfd = out[0];
+    return pid;
+}
+
 static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
                       const char *err, void *arg)
 {
@@ -148,36 +256,52 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
         fprintf(stderr, "rdsrv: %s\n", err);
         return;
     }
-    int fd = rdt_conn_fd(conn);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); /* the stub reads blocking stdio */
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 0);
-        dup2(fd, 1);
-        execl("/bin/sh", "sh", "-c", s->o->stub, (char *)NULL);
-        _exit(127);
+    struct client *c = calloc(1, sizeof(*c));
+    int wfd = -1, rfd = -1;
+    pid_t pid = c ? spawn_stub(s->o->stub, &wfd, &rfd) : -1;
+    if (pid < 0) {
+        fprintf(stderr, "rdsrv: client from %s: cannot start the stub: %s\n", peer,
+                strerror(errno));
+        free(c);
+        rdt_conn_free(conn);
+        rdt_server_redial(srv);
+        return;
     }
-    s->clients++;
-    if (pid < 0)
-        fprintf(stderr, "rdsrv: client %s: cannot start the stub: %s\n", peer, strerror(errno));
-    else
-        fprintf(stderr, "rdsrv: client %u from %s: stub pid %d\n", s->clients, peer, (int)pid);
-    rdt_conn_free(conn);
-    rdt_server_redial(srv); /* clicon: ready for the next client once this one is served */
+    *c = (struct client){.s = s, .srv = srv, .pid = pid, .n = ++s->clients, .next = s->list};
+    c->timer = evtimer_new(s->base, grace_cb, c);
+    rdt_splice_open(&c->sp, s->base, conn, wfd, rfd, on_splice, c);
+    if (c->next)
+        c->next->prev = c;
+    s->list = c;
+    fprintf(stderr, "rdsrv: client %u from %s: stub pid %d\n", c->n, peer, (int)pid);
+}
+
+static void reap(struct server *s)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (struct client *c = s->list; c; c = c->next) {
+            if (c->pid != pid)
+                continue;
+            c->pid = 0;
+            if (c->gone)
+                client_free(c);
+            else
+                arm_grace(c); /* its client has a moment to read the last bytes */
+            break;
+        }
+    }
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct server *s = arg;
-    if (sig != SIGCHLD) {
+    if (sig == SIGCHLD)
+        reap(s);
+    else
         event_base_loopexit(s->base, NULL);
-        return;
-    }
-    int st;
-    pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-        ;
 }
 
 static void print_client_strings(const struct rdb_server *rs)
@@ -231,6 +355,8 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
+    while (s.list)
+        client_free(s.list);
     rdb_server_free(rs);
     event_base_free(base);
     return 0;

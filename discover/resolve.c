@@ -102,16 +102,21 @@ void rdd_host_clean(const char *typed, char *out, size_t len)
         snprintf(out, len, "%s", typed);
 }
 
+/* With $RDQ_DNS_SERVERS, only those servers are asked: no /etc/hosts, no search list. */
 static int channel_open(struct lookup *l, int timeout_ms, char *err, size_t errlen)
 {
+    const char *servers = getenv("RDQ_DNS_SERVERS");
+    bool only = servers && servers[0];
     struct ares_options o = {.sock_state_cb = sock_state_cb,
                              .sock_state_cb_data = l,
                              .timeout = timeout_ms < 1000 ? timeout_ms : 1000,
-                             .tries = 2};
-    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+                             .tries = 2,
+                             .lookups = (char *)"b",
+                             .ndomains = 0};
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+               (only ? ARES_OPT_LOOKUPS | ARES_OPT_DOMAINS : 0);
     int rc = ares_init_options(&l->ch, &o, mask);
-    const char *servers = getenv("RDQ_DNS_SERVERS");
-    if (rc == ARES_SUCCESS && servers && servers[0])
+    if (rc == ARES_SUCCESS && only)
         rc = ares_set_servers_ports_csv(l->ch, servers);
     if (rc != ARES_SUCCESS) {
         snprintf(err, errlen, "cannot start the resolver: %s", ares_strerror(rc));
@@ -162,7 +167,8 @@ int rdd_resolve(const char *host, int timeout_ms, char addrs[][64], int max, cha
     lookup_close(&l);
     if (l.count > 0)
         return l.count;
-    if (!l.done || l.status == ARES_ETIMEOUT || l.status == ARES_ECANCELLED) {
+    if (!l.done || l.status == ARES_ETIMEOUT || l.status == ARES_ECANCELLED ||
+        l.status == ARES_ECONNREFUSED) {
         snprintf(err, errlen, "%s: no answer from the name servers in time", name);
         return -RDD_UNREACHABLE;
     }

@@ -263,8 +263,8 @@ int test_run(const char *cmdline, char *out, size_t len, bool merge)
 {
     const char *bin = getenv("RDQ_BIN_DIR");
     char cmd[8192];
-    snprintf(cmd, sizeof(cmd), "PATH='%s':\"$PATH\" %s </dev/null %s", bin ? bin : ".", cmdline,
-             merge ? "2>&1" : "2>/dev/null");
+    snprintf(cmd, sizeof(cmd), "PATH='%s':\"$PATH\"; export PATH; ( %s ) </dev/null %s",
+             bin ? bin : ".", cmdline, merge ? "2>&1" : "2>/dev/null");
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -276,12 +276,36 @@ int test_run(const char *cmdline, char *out, size_t len, bool merge)
 
 /* ---- Real programs ---- */
 
+/* Every process a test spawned and did not stop yet: stopped at cleanup even when the test
+ * failed half-way. */
+#define SPAWNED_MAX 64
+static pid_t spawned[SPAWNED_MAX];
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < SPAWNED_MAX; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+}
+
+void test_stop_all(void)
+{
+    for (int i = 0; i < SPAWNED_MAX; i++)
+        if (spawned[i] > 0)
+            test_stop(spawned[i], SIGKILL);
+}
+
 pid_t test_spawn(const char *const argv[], const char *log, uid_t uid)
 {
     const char *bin = getenv("RDQ_BIN_DIR");
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", bin ? bin : ".", argv[0]);
     pid_t pid = fork();
+    for (int i = 0; pid > 0 && i < SPAWNED_MAX; i++)
+        if (spawned[i] == 0) {
+            spawned[i] = pid;
+            break;
+        }
     if (pid != 0)
         return pid;
     int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -300,6 +324,7 @@ void test_stop(pid_t pid, int sig)
         return;
     kill(pid, sig);
     waitpid(pid, NULL, 0);
+    forget(pid);
 }
 
 static bool broker_answers(const char *sock)
@@ -331,7 +356,9 @@ int test_broker_start(struct test_broker *b)
     setenv("RDQ_BROKER_SOCK", b->sock, 1);
     setenv("RDQ_PIPE_DIR", pipes, 1);
     setenv("RDQ_BROKER_PORT", port, 1);
-    const char *argv[] = {"rdbroker", "-socket", b->sock, "-listen", listen, NULL};
+    const char *argv[12] = {"rdbroker", "-socket", b->sock, "-listen", listen};
+    for (int i = 0; i < 6 && b->extra[i]; i++)
+        argv[5 + i] = b->extra[i];
     b->pid = test_spawn(argv, b->log, 0);
     for (int i = 0; i < 500; i++) {
         if (broker_answers(b->sock))
@@ -352,6 +379,7 @@ void test_broker_stop(struct test_broker *b, int sig)
 void test_broker_cleanup(struct test_broker *b)
 {
     test_broker_stop(b, SIGTERM);
+    test_stop_all();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
     if (b->dir[0] && system(cmd) != 0)

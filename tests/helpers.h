@@ -73,6 +73,7 @@ struct test_broker {
     char log[128];
     unsigned port;
     pid_t pid;
+    const char *extra[6]; /* more arguments for rdbroker, NULL-terminated */
 };
 
 /* Spawns a program of the build with argv (argv[0] is the program's name in RDQ_BIN_DIR),
@@ -80,6 +81,8 @@ struct test_broker {
 pid_t test_spawn(const char *const argv[], const char *log, uid_t uid);
 /* Sends `sig` and reaps. */
 void test_stop(pid_t pid, int sig);
+/* Kills (SIGKILL) and reaps every spawned process not stopped yet; test_broker_cleanup does. */
+void test_stop_all(void);
 
 int test_broker_start(struct test_broker *b); /* makes the dir and port on first use */
 void test_broker_stop(struct test_broker *b, int sig);

@@ -294,3 +294,48 @@ Test(broker, help_and_bad_flags)
                  1);
     cr_expect(strstr(out, "-listen tcp:port=0:1: port: expected a port 1 to 65535"), "%s", out);
 }
+
+Test(broker, group_members_are_listed)
+{
+    test_broker_stop(&br, SIGTERM);
+    br.extra[0] = "-group";
+    br.extra[1] = "nogroup";
+    cr_assert_eq(test_broker_start(&br), 0);
+    unsigned p = test_free_ports(1);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    pid_t s = rdsrv(t, 65534); /* nobody, in group nogroup */
+    cr_assert(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want), "Servers on 127.0.0.1:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_expect_str_eq(out, want);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, config_file_sets_what_the_flags_set)
+{
+    test_broker_stop(&br, SIGTERM);
+    unsigned q = test_free_ports(1), p = test_free_ports(1);
+    char conf[160], cmd[400];
+    snprintf(conf, sizeof(conf), "%s/rdbroker.conf", br.dir);
+    snprintf(cmd, sizeof(cmd),
+             "printf '# a second query endpoint\\nlisten tcp:port=%u\\n  \\ngroup nogroup\\n' > %s",
+             q, conf);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0);
+    br.extra[0] = "-config";
+    br.extra[1] = conf;
+    cr_assert_eq(test_broker_start(&br), 0);
+    char t[64], args[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    pid_t s = rdsrv(t, 65534);
+    snprintf(args, sizeof(args), "127.0.0.1 -port %u", q);
+    cr_expect(test_wait_rows(args, 1, 5000, out, sizeof(out)), "%s", out);
+    cr_expect(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "the flag's port: %s", out);
+    test_stop(s, SIGTERM);
+    snprintf(cmd, sizeof(cmd), "rdbroker -config %s -frob", conf);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2);
+    snprintf(cmd, sizeof(cmd), "printf 'colour blue\\n' > %s && rdbroker -config %s", conf, conf);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2);
+    snprintf(want, sizeof(want), "rdbroker: %s:1: unknown setting \"colour\": try rdbroker -?\n",
+             conf);
+    cr_expect_str_eq(out, want);
+}

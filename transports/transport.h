@@ -219,4 +219,24 @@ void rdt_server_redial(struct rdt_server *srv);
 /* Milliseconds a new attempt from `peer` is held back after refused passwords (0: none). */
 unsigned rdt_server_penalty_ms(const struct rdt_server *srv, const char *peer);
 
+/* ---- Splicing a connection to a local program ------------------------------------------------ */
+
+struct rdt_splice;
+
+enum rdt_splice_event {
+    RDT_SPLICE_PEER_GONE, /* the connection's peer ended its side (the program's input ended) */
+    RDT_SPLICE_DONE,      /* both sides ended, or an error: the owner frees the splice now */
+};
+
+/* Called for each event; the splice may be freed only on RDT_SPLICE_DONE. */
+typedef void (*rdt_splice_cb)(struct rdt_splice *sp, enum rdt_splice_event ev, void *arg);
+
+/* Copies what `conn` reads to `wfd` and what `rfd` reads to `conn`, on `base`: two distinct
+ * non-blocking descriptors, e.g. the pipes of a program's stdin and stdout. The end of the
+ * connection closes `wfd`; the end of `rfd` shuts the connection's sending side. Takes `conn`,
+ * `wfd` and `rfd`. */
+int rdt_splice_open(struct rdt_splice **out, struct event_base *base, struct rdt_conn *conn,
+                    int wfd, int rfd, rdt_splice_cb cb, void *arg);
+void rdt_splice_free(struct rdt_splice *sp);
+
 #endif
