@@ -1,1 +1,448 @@
+/* rdsrv, the process server, end to end through the real programs: gdb through rdq -premote,
+ * passwords, npipe servers, -c/-cs, the option rules, and what is never listed. */
+#include "helpers.h"
+
 #include <criterion/criterion.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_SPAWNED 8
+#define MAX_KIDS 64
+
+static struct test_broker br;
+static char out[65536];
+static pid_t spawned[MAX_SPAWNED]; /* stopped, with all they started, by teardown */
+
+static void stop_tree(pid_t pid, bool ours);
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    memset(spawned, 0, sizeof(spawned));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        stop_tree(spawned[i], true);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br);
+}
+
+TestSuite(rdsrv, .init = setup, .fini = teardown, .timeout = 150);
+
+/* ---- Processes ---- */
+
+/* Reads /proc/pid/stat: the state letter and the parent; 0 when the process is gone. */
+static char proc_stat(pid_t pid, pid_t *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'), state = 0;
+    int parent = 0;
+    if (!p || sscanf(p + 1, " %c %d", &state, &parent) != 2)
+        return 0;
+    if (ppid)
+        *ppid = parent;
+    return state;
+}
+
+/* The children of `parent` (zombies too when `zombies`). */
+static int children(pid_t parent, pid_t *kids, int max, bool zombies)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) && n < max) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid_t pid = (pid_t)atoi(e->d_name), pp = 0;
+        char st = proc_stat(pid, &pp);
+        if (st && pp == parent && (zombies || st != 'Z'))
+            kids[n++] = pid;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Kills `pid`'s descendants, deepest first, then `pid` itself (SIGTERM and reaped when it is
+ * our child; otherwise SIGKILL, and its parent, still alive, reaps it). */
+static void stop_tree(pid_t pid, bool ours)
+{
+    if (pid <= 0)
+        return;
+    pid_t kids[MAX_KIDS];
+    int n = children(pid, kids, MAX_KIDS, true);
+    for (int i = 0; i < n; i++)
+        stop_tree(kids[i], false);
+    if (ours) {
+        test_stop(pid, SIGTERM);
+        return;
+    }
+    kill(pid, SIGKILL);
+    for (int i = 0; i < 100 && proc_stat(pid, NULL); i++)
+        usleep(10000);
+}
+
+/* Spawns rdsrv with argv, output to <broker dir>/<name>.log (or nowhere without a name). */
+static pid_t spawn(const char *const argv[], const char *name)
+{
+    char log[192];
+    snprintf(log, sizeof(log), "%s/%s.log", br.dir, name ? name : "");
+    pid_t pid = test_spawn(argv, name ? log : NULL, 0);
+    cr_assert_gt(pid, 0);
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (!spawned[i]) {
+            spawned[i] = pid;
+            return pid;
+        }
+    cr_assert_fail("too many servers in one test");
+    return -1;
+}
+
+static void stop(pid_t pid)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+    stop_tree(pid, true);
+}
+
+/* Polls <broker dir>/<name> (up to `ms`) until it contains `needle`; the text is in buf. */
+static bool wait_log(const char *name, const char *needle, int ms, char *buf, size_t len)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", br.dir, name);
+    for (int waited = 0;; waited += 20) {
+        FILE *f = fopen(path, "re");
+        size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        if (strstr(buf, needle))
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+}
+
+/* Waits (up to `ms`) until `pid` has no live child. */
+static bool no_children(pid_t pid, int ms)
+{
+    pid_t kids[MAX_KIDS];
+    for (int waited = 0;; waited += 50) {
+        if (children(pid, kids, MAX_KIDS, false) == 0)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(50000);
+    }
+}
+
+/* ---- gdb ---- */
+
+static int run_gdb(const char *client, char *buf, size_t len)
+{
+    const char *target = getenv("RDQ_TARGET");
+    cr_assert_not_null(target, "RDQ_TARGET names the debug target");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' "
+             "-ex 'target extended-remote | rdq -premote %s' -ex 'set remote exec-file %s' "
+             "-ex 'file %s' -ex 'break reached' -ex 'run' -ex 'print answer' -ex 'continue'",
+             client, target, target);
+    return test_run(cmd, buf, len, true);
+}
+
+static void expect_debugged(int rc, const char *gdb_out)
+{
+    cr_expect_eq(rc, 0, "gdb: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "Breakpoint 1, reached ()"), "no stop in reached: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "$1 = 42"), "answer is not 42: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "exited normally]"), "no normal exit: %s", gdb_out);
+}
+
+Test(rdsrv, gdb_debugs_a_program_through_premote)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], client[128];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    /* the default stub; no log, as a stub that never ends writes without end */
+    const char *argv[] = {"rdsrv", "-t", t, NULL};
+    pid_t s = spawn(argv, NULL);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u", p);
+    expect_debugged(run_gdb(client, out, sizeof(out)), out);
+    /* the client has gone: its stub must end too, not linger (or spin) on a closed stdin */
+    cr_expect(no_children(s, 5000),
+              "the default stub (gdbserver --multi -) still runs 5 s after gdb left");
+    stop(s);
+}
+
+Test(rdsrv, gdb_through_a_password_and_a_wrong_one_refused)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], client[128], cmd[256];
+    snprintf(t, sizeof(t), "tcp:port=%u,password=Secret12", p);
+    const char *argv[] = {"rdsrv", "-t", t, NULL};
+    spawn(argv, NULL);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_expect(strstr(out, "Password=*"), "%s", out);
+    snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u,password=Secret12", p);
+    expect_debugged(run_gdb(client, out, sizeof(out)), out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 20 rdq -premote tcp:server=127.0.0.1,port=%u,password=wrong1", p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "Error 0x80004005"), "%s", out);
+    cr_expect_null(strstr(out, "wrong1"), "the password is printed: %s", out);
+}
+
+/* ---- Clients with a cat stub ---- */
+
+/* Sends "hello" through rdq -premote to a cat stub: it comes back, and rdq ends with the stub. */
+static void expect_echo(const char *client)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 20 sh -c 'echo hello | rdq -premote %s'", client);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "hello\n");
+}
+
+Test(rdsrv, premote_reaches_an_npipe_server)
+{
+    const char *argv[] = {"rdsrv", "-t", "npipe:pipe=stub%d", "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "npipe");
+    char log[4096], pipe_name[64] = "", host[256] = "", me[256] = "", want[64], client[256];
+    cr_assert(wait_log("npipe.log", "0: rdq -premote ", 5000, log, sizeof(log)), "%s", log);
+    const char *line = strstr(log, "0: rdq -premote npipe:Pipe=");
+    cr_assert_not_null(line, "%s", log);
+    cr_assert_eq(
+        sscanf(line, "0: rdq -premote npipe:Pipe=%63[^,\n],Server=%255[^\n]", pipe_name, host), 2,
+        "%s", log);
+    snprintf(want, sizeof(want), "stub%d", (int)s);
+    cr_expect_str_eq(pipe_name, want, "%%d is the server's process id");
+    gethostname(me, sizeof(me));
+    cr_expect_str_eq(host, me);
+    snprintf(client, sizeof(client), "npipe:server=localhost,pipe=%s", pipe_name);
+    expect_echo(client);
+    stop(s);
+}
+
+Test(rdsrv, start_message_gives_the_client_string)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], log[4096], want[512], host[256] = "";
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "start");
+    cr_assert(wait_log("start.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    gethostname(host, sizeof(host));
+    snprintf(want, sizeof(want),
+             "Server started.  Client can connect with any of these command lines\n"
+             "0: rdq -premote tcp:Port=%u,Server=%s\n",
+             p, host);
+    cr_expect(strstr(log, want), "want:\n%s\ngot:\n%s", want, log);
+    stop(s);
+}
+
+/* ---- -c and -cs ---- */
+
+/* Starts rdsrv -t ... -c[s] sleep 30 and returns the pid it prints. */
+static pid_t start_sleep(const char *flag, const char *name, char *log, size_t len)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], logname[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    snprintf(logname, sizeof(logname), "%s.log", name);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", flag, "sleep", "30", NULL};
+    spawn(argv, name);
+    cr_assert(wait_log(logname, "Process started: pid ", 5000, log, len), "%s", log);
+    int pid = 0;
+    cr_assert_eq(sscanf(strstr(log, "Process started: pid "), "Process started: pid %d", &pid), 1);
+    cr_assert_gt(pid, 0, "%s", log);
+    return (pid_t)pid;
+}
+
+static bool is_sleep(pid_t pid)
+{
+    char path[64], exe[256];
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    return strcmp(exe, "/usr/bin/sleep") == 0 || strcmp(exe, "/bin/sleep") == 0;
+}
+
+/* The TracerPid line of /proc/pid/status. */
+static int tracer(pid_t pid)
+{
+    char path[64], line[256];
+    int t = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "TracerPid: %d", &t) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return t;
+}
+
+Test(rdsrv, c_starts_a_running_process)
+{
+    char log[4096];
+    pid_t app = start_sleep("-c", "c", log, sizeof(log));
+    char st = proc_stat(app, NULL);
+    cr_expect(st != 0, "process %d does not exist", (int)app);
+    cr_expect(st != 'T' && st != 't', "-c started it stopped (state %c)", st);
+    cr_expect(is_sleep(app), "process %d is not sleep", (int)app);
+    cr_expect_null(strstr(log, "(stopped)"), "%s", log);
+    kill(app, SIGKILL);
+}
+
+Test(rdsrv, cs_starts_a_process_stopped_after_exec)
+{
+    char log[4096];
+    pid_t app = start_sleep("-cs", "cs", log, sizeof(log));
+    cr_expect(strstr(log, "(stopped)"), "%s", log);
+    char st = 0;
+    for (int i = 0; i < 100 && (st = proc_stat(app, NULL)) != 'T'; i++)
+        usleep(20000);
+    cr_expect_eq(st, 'T', "-cs: process %d is in state %c, not stopped", (int)app, st);
+    cr_expect(is_sleep(app), "process %d is not stopped after the exec of sleep", (int)app);
+    cr_expect_eq(tracer(app), 0, "process %d is still traced: no smart client can attach",
+                 (int)app);
+    kill(app, SIGKILL);
+}
+
+/* ---- Option rules ---- */
+
+/* Runs rdsrv with `args` (bounded, in case it wrongly starts serving) into out. */
+static int rdsrv_run(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 10 rdsrv %s", args);
+    return test_run(cmd, out, sizeof(out), true);
+}
+
+Test(rdsrv, sifeo_is_refused)
+{
+    char args[128];
+    snprintf(args, sizeof(args), "-t tcp:port=%u -sifeo", test_free_ports(1));
+    cr_expect_eq(rdsrv_run(args), 2, "%s", out);
+    cr_expect(strstr(out, "rdsrv: -sifeo has no meaning on Linux"), "%s", out);
+}
+
+Test(rdsrv, pc_as_the_last_item_is_an_error)
+{
+    char args[128];
+    snprintf(args, sizeof(args), "-t tcp:port=%u -pc", test_free_ports(1));
+    cr_expect_eq(rdsrv_run(args), 2, "%s", out);
+    cr_expect(strstr(out, "rdsrv: -pc ignores the rest of the command line, and there is none"),
+              "%s", out);
+}
+
+Test(rdsrv, pc_and_x_ignore_the_rest)
+{
+    unsigned p = test_free_ports(2);
+    char t1[64], t2[64], want[256];
+    snprintf(t1, sizeof(t1), "tcp:port=%u", p);
+    snprintf(t2, sizeof(t2), "tcp:port=%u", p + 1);
+    const char *pc[] = {"rdsrv", "-t", t1, "-stub", "cat", "-pc", "-frob", "anything", NULL};
+    const char *x[] = {"rdsrv", "-t", t2, "-stub", "cat", "-x", "-sifeo", "-pc", NULL};
+    pid_t a = spawn(pc, "pc");
+    pid_t b = spawn(x, "x");
+    cr_assert(test_wait_rows("localhost", 2, 5000, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want), "Remote Process Server - tcp:Port=%u\n", p);
+    cr_expect(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "Remote Process Server - tcp:Port=%u\n", p + 1);
+    cr_expect(strstr(out, want), "%s", out);
+    stop(a);
+    stop(b);
+    cr_expect(test_wait_rows("localhost", 0, 2000, out, sizeof(out)), "%s", out);
+}
+
+Test(rdsrv, transport_is_required)
+{
+    cr_expect_eq(rdsrv_run("-stub cat"), 2, "%s", out);
+    cr_expect(strstr(out, "rdsrv: -t TRANSPORT is required"), "%s", out);
+    cr_expect_eq(rdsrv_run("-t"), 2, "%s", out);
+    cr_expect(strstr(out, "rdsrv: -t needs a value"), "%s", out);
+}
+
+Test(rdsrv, bad_transport_string_is_a_usage_error)
+{
+    cr_expect_eq(rdsrv_run("-t tcp:port=5005,clicon=box,hidden"), 2, "%s", out);
+    cr_expect(strstr(out, "clicon servers cannot be hidden"), "%s", out);
+}
+
+Test(rdsrv, port_in_use_is_a_failure)
+{
+    unsigned p = test_free_ports(1);
+    int fd = test_take_port(p);
+    cr_assert_geq(fd, 0);
+    char args[64], want[64];
+    snprintf(args, sizeof(args), "-t tcp:port=%u", p);
+    int rc = rdsrv_run(args);
+    close(fd);
+    cr_expect_eq(rc, 1, "%s", out);
+    snprintf(want, sizeof(want), "port %u is in use", p);
+    cr_expect(strstr(out, want), "%s", out);
+}
+
+Test(rdsrv, help)
+{
+    cr_expect_eq(rdsrv_run("-?"), 0, "%s", out);
+    cr_expect(strstr(out, "Usage: rdsrv"), "%s", out);
+    cr_expect_eq(rdsrv_run("--help"), 0, "%s", out);
+    cr_expect(strstr(out, "Usage: rdsrv"), "%s", out);
+}
+
+/* ---- Never listed ---- */
+
+Test(rdsrv, hidden_and_clicon_are_never_listed_yet_reachable)
+{
+    unsigned p = test_free_ports(3);
+    char plain[64], hidden[64], clicon[64], log[8192], want[256], client[128];
+    snprintf(plain, sizeof(plain), "tcp:port=%u", p);
+    snprintf(hidden, sizeof(hidden), "tcp:port=%u,hidden", p + 1);
+    snprintf(clicon, sizeof(clicon), "tcp:port=%u,clicon=127.0.0.1", p + 2);
+    const char *a1[] = {"rdsrv", "-t", plain, "-stub", "cat", NULL};
+    const char *a2[] = {"rdsrv", "-t", hidden, "-stub", "cat", NULL};
+    const char *a3[] = {"rdsrv", "-t", clicon, "-stub", "cat", NULL};
+    spawn(a1, "plain");
+    spawn(a2, "hidden");
+    spawn(a3, "clicon");
+    /* all three have registered: the broker knows them, and lists one */
+    for (int i = 0; i < 250; i++) {
+        wait_log("broker.log", "registered:", 0, log, sizeof(log));
+        if (test_count(log, "registered:") >= 3)
+            break;
+        usleep(20000);
+    }
+    cr_assert_eq(test_count(log, "registered:"), 3, "%s", log);
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    snprintf(want, sizeof(want), "Servers on 127.0.0.1:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u", p + 1);
+    expect_echo(client);
+}
