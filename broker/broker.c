@@ -4,12 +4,14 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -38,6 +40,7 @@ struct bconn {
     size_t out_len;
     bool local; /* on the registration socket: credentials known */
     bool closing;
+    bool relayed; /* handed to a relay: the connection is no longer this one's */
     struct ucred cred;
     bool privileged;
     unsigned nrecords;
@@ -45,8 +48,20 @@ struct bconn {
     struct bconn *prev, *next;
 };
 
+/* A client joined to a local pipe (rdbroker -relay). */
+struct relay {
+    struct rdb_broker *b;
+    struct rdt_splice *sp;
+    struct relay *prev, *next;
+};
+
+#define RELAYS_MAX 256
+
 struct rdb_broker {
     struct event_base *base;
+    char pipe_dir[108];
+    struct relay *relays;
+    unsigned nrelays;
     struct rdb_config cfg;
     struct rdt_server *reg;
     struct rdt_server *query[8];
@@ -271,6 +286,88 @@ static void on_query(struct bconn *c, json_t *body)
     conn_send(c, RDB_LIST, json_pack("{s:o}", "rows", rows));
 }
 
+/* ---- Relaying to local pipes ---- */
+
+static void relay_free(struct relay *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->b->relays = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->b->nrelays--;
+    rdt_splice_free(r->sp);
+    free(r);
+}
+
+static void relay_cb(struct rdt_splice *sp, enum rdt_splice_event ev, void *arg)
+{
+    (void)sp;
+    if (ev == RDT_SPLICE_DONE)
+        relay_free(arg);
+}
+
+/* Connects to the local pipe `name`: the descriptor, or -1 with the reason in `why`. */
+static int pipe_connect(struct rdb_broker *b, const char *name, char *why, size_t len)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (!name[0] || strchr(name, '/') || !printable(name) ||
+        (size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", b->pipe_dir, name) >=
+            sizeof(sa.sun_path)) {
+        snprintf(why, len, "relay: \"%.60s\" is not a pipe name", name);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        snprintf(why, len, "relay: no server on pipe %s (%s)", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Joins this connection to a local pipe's socket: after RELAYED, the bytes are the pipe's. */
+static void on_relay(struct bconn *c, json_t *body)
+{
+    struct rdb_broker *b = c->b;
+    const char *name = "";
+    char why[RDT_ERR_MAX];
+    if (!b->cfg.relay)
+        return conn_refuse(c, "relay: this broker does not relay to pipes (rdbroker -relay)");
+    if (json_unpack(body, "{s:s}", "pipe", &name) != 0)
+        return conn_refuse(c, "relay: expected {pipe: name}");
+    struct relay *r = b->nrelays < RELAYS_MAX ? calloc(1, sizeof(*r)) : NULL;
+    if (!r)
+        return conn_refuse(c, "relay: too many relays");
+    int fd = pipe_connect(b, name, why, sizeof(why));
+    json_t *ok = json_object();
+    int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0 || dup_fd < 0 || rdb_send(c->conn, RDB_RELAYED, ok, 1000) != 0 ||
+        (c->rd.len && write(fd, c->rd.buf, c->rd.len) != (ssize_t)c->rd.len)) {
+        json_decref(ok);
+        if (fd >= 0)
+            close(fd);
+        if (dup_fd >= 0)
+            close(dup_fd);
+        free(r);
+        return conn_refuse(c, fd < 0 ? why : "relay: the pipe's server did not take the bytes");
+    }
+    json_decref(ok);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    logf_(b, LOG_INFO, "%s: relayed to pipe %s", c->peer, name);
+    event_del(c->ev);
+    *r = (struct relay){.b = b, .next = b->relays};
+    if (r->next)
+        r->next->prev = r;
+    b->relays = r;
+    b->nrelays++;
+    rdt_splice_open(&r->sp, b->base, c->conn, dup_fd, fd, relay_cb, r);
+    c->conn = NULL;
+    c->relayed = c->closing = true;
+}
+
 static void dispatch(struct bconn *c, enum rdb_type type, json_t *body)
 {
     switch (type) {
@@ -283,8 +380,12 @@ static void dispatch(struct bconn *c, enum rdb_type type, json_t *body)
     case RDB_QUERY:
         on_query(c, body);
         break;
+    case RDB_RELAY:
+        on_relay(c, body);
+        break;
     default:
-        conn_refuse(c, "unexpected message: a broker takes register, unregister and query");
+        conn_refuse(c, "unexpected message: a broker takes register, unregister, query and "
+                       "relay");
     }
 }
 
@@ -317,6 +418,10 @@ static void conn_event(struct bconn *c, short what)
 {
     if (what & EV_READ)
         conn_read(c);
+    if (c->relayed) {
+        conn_free(c);
+        return;
+    }
     if (conn_flush(c) != 0 || (c->closing && c->out_len == 0))
         conn_free(c);
 }
@@ -414,6 +519,7 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
         return -ENOMEM;
     b->base = base;
     b->cfg = *cfg;
+    rdt_pipe_dir(b->pipe_dir, sizeof(b->pipe_dir)); /* now: before privileges are dropped */
     if (!b->cfg.sock_path)
         b->cfg.sock_path = rdb_sock_path();
     int rc = open_reg(b, err, errlen);
@@ -433,6 +539,8 @@ void rdb_broker_free(struct rdb_broker *b)
         return;
     while (b->conns)
         conn_free(b->conns);
+    while (b->relays)
+        relay_free(b->relays);
     rdt_server_free(b->reg);
     for (int i = 0; i < b->nquery; i++)
         rdt_server_free(b->query[i]);

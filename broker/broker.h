@@ -29,6 +29,8 @@ enum rdb_type {
     RDB_LIST = 4,       /* broker to client: the rows */
     RDB_ERROR = 5,      /* either way: what was wrong; the connection then ends */
     RDB_UNREGISTER = 6, /* server to broker: drop a record of this connection */
+    RDB_RELAY = 7,      /* client to broker: join this connection to a local pipe */
+    RDB_RELAYED = 8,    /* broker to client: joined; what follows is the pipe's stream */
 };
 
 enum rdb_kind { RDB_DEBUGGER, RDB_PROCESS, RDB_KD, RDB_KIND_COUNT };

@@ -134,7 +134,7 @@ static long check_header(const uint8_t *h, char *err, size_t errlen)
     if (n > RDB_FRAME_MAX)
         return bad(err, errlen, "bad frame: a body of %u bytes is over the limit of %u",
                    (unsigned)n, RDB_FRAME_MAX);
-    if (h[3] < RDB_REGISTER || h[3] > RDB_UNREGISTER)
+    if (h[3] < RDB_REGISTER || h[3] > RDB_RELAYED)
         return bad(err, errlen, "bad frame: unknown message type %u", h[3]);
     return (long)n;
 }

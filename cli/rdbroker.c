@@ -30,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: rdbroker [-socket PATH] [-listen TRANSPORT]... [-group NAME] [-user NAME]\n"
-            "                [-syslog] [-config FILE]\n"
+            "                [-relay] [-syslog] [-config FILE]\n"
             "  -socket PATH     registration and local query socket (default $RDQ_BROKER_SOCK,\n"
             "                   else %s)\n"
             "  -listen T        a query endpoint, repeatable (default tcp:port=%d);\n"
@@ -38,9 +38,12 @@ static void usage(FILE *f)
             "  -group NAME      members of this group register discoverably (root always does)\n"
             "  -user NAME       the user to run as after binding, when started as root\n"
             "                   (default nobody)\n"
+            "  -relay           relay clients of other hosts to this host's pipes\n"
+            "                   (npipe:server=ThisHost,pipe=NAME)\n"
             "  -syslog          log to syslog instead of stderr\n"
             "  -config FILE     read these settings from FILE, one \"key value\" a line\n"
-            "                   (socket, listen, group, user, syslog); default %s if present\n"
+            "                   (socket, listen, group, user, relay, syslog); default %s if\n"
+            "                   present\n"
             "  -?, --help       this help\n",
             RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, CONFIG_DEFAULT);
 }
@@ -85,6 +88,8 @@ static int set_opt(struct opts *o, const char *key, const char *val, const char 
         o->user = o->user_buf;
     } else if (strcmp(key, "syslog") == 0) {
         o->use_syslog = !val || strcmp(val, "no") != 0;
+    } else if (strcmp(key, "relay") == 0) {
+        o->cfg.relay = !val || strcmp(val, "no") != 0;
     } else {
         fprintf(stderr, "rdbroker: %s: unknown setting \"%s\"%s: try rdbroker -?\n", where, key,
                 val ? "" : " (or a missing value)");
@@ -132,8 +137,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "-?") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return 1;
-        if (strcmp(a, "-syslog") == 0) {
-            o->use_syslog = true;
+        if (strcmp(a, "-syslog") == 0 || strcmp(a, "-relay") == 0) {
+            set_opt(o, a + 1, NULL, a);
             continue;
         }
         size_t k = 0;

@@ -317,13 +317,16 @@ static int cmd_premote(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     struct rdt_conn *c = NULL;
-    if (rdt_dial(&c, &ts, pw[0] ? pw : NULL, (int)timeout, err, sizeof(err)) != 0) {
+    bool relay = ts.proto == RDT_NPIPE && !rdt_host_is_local(ts.server);
+    int rc = relay ? rdd_relay_dial(&c, &ts, pw[0] ? pw : NULL, 0, (int)timeout, err, sizeof(err))
+                   : rdt_dial(&c, &ts, pw[0] ? pw : NULL, (int)timeout, err, sizeof(err));
+    if (rc != 0) {
         explicit_bzero(pw, sizeof(pw));
         fprintf(stderr, "rdq: %s\n", err);
         return EXIT_FAIL;
     }
     explicit_bzero(pw, sizeof(pw));
-    int rc = pump(c);
+    rc = pump(c);
     rdt_conn_free(c);
     return rc;
 }

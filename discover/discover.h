@@ -52,6 +52,15 @@ void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int time
                struct rdd_result *out);
 void rdd_result_free(struct rdd_result *r);
 
+/* The query port of brokers: `port` when not 0, else $RDQ_BROKER_PORT, else the default. */
+uint16_t rdd_broker_port(uint16_t port);
+
+/* Reaches pipe ts->pipe on the other host ts->server through that host's broker (which must run
+ * with -relay), then completes the pipe's own session layer with `password` (NULL: the
+ * string's). */
+int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+                   uint16_t port, int timeout_ms, char *err, size_t errlen);
+
 /* The client string that reaches a row's server on `host`: the advertised string plus
  * Server=host. */
 int rdd_client_string(const struct rdd_row *row, const char *host, char *buf, size_t len);

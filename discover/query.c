@@ -31,7 +31,7 @@ static bool is_local(const char *host)
     return strcmp(host, ".") == 0 || strcmp(host, "localhost") == 0;
 }
 
-static uint16_t broker_port(uint16_t port)
+uint16_t rdd_broker_port(uint16_t port)
 {
     const char *env = getenv("RDQ_BROKER_PORT");
     long p = env ? strtol(env, NULL, 10) : 0;
@@ -119,7 +119,7 @@ void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int time
     struct rdt_conn *c = NULL;
     int rc;
     rdd_host_clean(host, name, sizeof(name));
-    port = broker_port(port);
+    port = rdd_broker_port(port);
     if (is_local(name) && stat(rdb_sock_path(), &st) == 0) {
         snprintf(out->addr, sizeof(out->addr), "%s", rdb_sock_path());
         rc = dial_local(&c, timeout_ms, why, sizeof(why));

@@ -339,3 +339,42 @@ Test(broker, config_file_sets_what_the_flags_set)
              conf);
     cr_expect_str_eq(out, want);
 }
+
+Test(broker, relay_reaches_a_pipe_of_this_host_from_another)
+{
+    test_broker_stop(&br, SIGTERM);
+    br.extra[0] = "-relay";
+    cr_assert_eq(test_broker_start(&br), 0);
+    pid_t s = rdsrv("npipe:pipe=relayme,hidden,password=Pw12", 0);
+    char log[4096], cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s", br.log);
+    for (int i = 0; i < 100 && !strstr(log, "registered:"); i++) {
+        usleep(20000);
+        test_run(cmd, log, sizeof(log), true);
+    }
+    /* 127.0.0.2 is not "this host" to rdq: it goes through that address's broker */
+    cr_expect_eq(test_run("echo through-the-relay | rdq -premote "
+                          "npipe:server=127.0.0.2,pipe=relayme,password=Pw12",
+                          out, sizeof(out), true),
+                 0, "%s", out);
+    cr_expect_str_eq(out, "through-the-relay\n");
+    cr_expect_eq(test_run("rdq -premote npipe:server=127.0.0.2,pipe=relayme,password=Pw13", out,
+                          sizeof(out), true),
+                 1);
+    cr_expect(strstr(out, "Error 0x80004005"), "%s", out);
+    cr_expect_eq(
+        test_run("rdq -premote npipe:server=127.0.0.2,pipe=nothere", out, sizeof(out), true), 1);
+    cr_expect(strstr(out, "relay: no server on pipe nothere"), "%s", out);
+    cr_expect_eq(test_run("rdq -premote 'npipe:server=127.0.0.2,pipe=..'", out, sizeof(out), true),
+                 2, "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, relay_is_off_unless_asked)
+{
+    pid_t s = rdsrv("npipe:pipe=private", 0);
+    cr_expect_eq(
+        test_run("rdq -premote npipe:server=127.0.0.2,pipe=private", out, sizeof(out), true), 1);
+    cr_expect(strstr(out, "this broker does not relay to pipes"), "%s", out);
+    test_stop(s, SIGTERM);
+}

@@ -112,6 +112,7 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
         b->path[0] = '\0';
         return rdt_errf(rc, err, errlen, "pipe %s: %s", b->name, strerror(-rc));
     }
+    chmod(b->path, 0666); /* any local user who may enter the directory may connect */
     b->fd = fd;
     return 0;
 }
@@ -280,7 +281,7 @@ static int connect_tcp(const struct rdt_tstring *ts, int64_t deadline, struct rd
     return rc;
 }
 
-static bool is_local_host(const char *host)
+bool rdt_host_is_local(const char *host)
 {
     char me[RDT_HOST_MAX + 1] = "";
     gethostname(me, sizeof(me));
@@ -294,7 +295,7 @@ static bool is_local_host(const char *host)
 static int connect_pipe(const struct rdt_tstring *ts, struct rdt_conn **out, char *err,
                         size_t errlen)
 {
-    if (!is_local_host(ts->server))
+    if (!rdt_host_is_local(ts->server))
         return rdt_errf(-EHOSTUNREACH, err, errlen,
                         "npipe: %s is not this host: a pipe on another host is reached through "
                         "that host's broker",

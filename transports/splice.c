@@ -94,7 +94,8 @@ static void arm(struct rdt_splice *sp, struct event **ev, int fd, short what)
 static void pass_ends(struct rdt_splice *sp)
 {
     if (sp->up.eof && !sp->up.len && !sp->up.ended) {
-        close(sp->wfd); /* the program sees the end of its input */
+        shutdown(sp->wfd, SHUT_WR); /* a socket's peer sees the end too, not only this fd's */
+        close(sp->wfd);             /* the program sees the end of its input */
         sp->wfd = -1;
         sp->up.ended = true;
     }

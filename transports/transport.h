@@ -191,6 +191,9 @@ void rdt_unbind(struct rdt_bound *b);
 int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
              int timeout_ms, char *err, size_t errlen);
 
+/* True for a host name that means this host: ".", "localhost", loopback literals, the host name. */
+bool rdt_host_is_local(const char *host);
+
 /* ---- Servers on the event loop --------------------------------------------------------------- */
 
 struct event_base;
