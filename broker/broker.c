@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,7 +29,7 @@ struct record {
     uid_t uid;
     bool privileged;
     struct bconn *owner;
-    struct record *prev, *next;
+    TAILQ_ENTRY(record) link;
 };
 
 struct bconn {
@@ -45,14 +46,14 @@ struct bconn {
     bool privileged;
     unsigned nrecords;
     char peer[64];
-    struct bconn *prev, *next;
+    LIST_ENTRY(bconn) link;
 };
 
 /* A client joined to a local pipe (rdbroker -relay). */
 struct relay {
     struct rdb_broker *b;
     struct rdt_splice *sp;
-    struct relay *prev, *next;
+    LIST_ENTRY(relay) link;
 };
 
 #define RELAYS_MAX 256
@@ -60,15 +61,15 @@ struct relay {
 struct rdb_broker {
     struct event_base *base;
     char pipe_dir[108];
-    struct relay *relays;
+    LIST_HEAD(, relay) relays;
     unsigned nrelays;
     struct rdb_config cfg;
     struct rdt_server *reg;
     struct rdt_server *query[8];
     int nquery;
-    struct bconn *conns;
+    LIST_HEAD(, bconn) conns;
     unsigned nconns;
-    struct record *records, *last;
+    TAILQ_HEAD(, record) records; /* in the order of registration, as listings show them */
     unsigned nrecords;
     unsigned next_id;
 };
@@ -92,14 +93,7 @@ static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
 
 static void record_drop(struct rdb_broker *b, struct record *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        b->records = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        b->last = r->prev;
+    TAILQ_REMOVE(&b->records, r, link);
     b->nrecords--;
     r->owner->nrecords--;
     logf_(b, LOG_INFO, "gone: %s - %s (pid %d)", rdb_kind_title(r->e.kind), r->e.advert,
@@ -119,17 +113,12 @@ static bool listable(const struct record *r, const struct bconn *asker)
 static void conn_free(struct bconn *c)
 {
     struct rdb_broker *b = c->b;
-    for (struct record *r = b->records, *next; r; r = next) {
-        next = r->next;
+    for (struct record *r = TAILQ_FIRST(&b->records), *next; r; r = next) {
+        next = TAILQ_NEXT(r, link);
         if (r->owner == c)
             record_drop(b, r);
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     b->nconns--;
     event_free(c->ev);
     rdt_conn_free(c->conn);
@@ -241,13 +230,8 @@ static void on_register(struct bconn *c, json_t *body)
                          .pid = c->cred.pid,
                          .uid = c->cred.uid,
                          .privileged = c->privileged,
-                         .owner = c,
-                         .prev = b->last};
-    if (r->prev)
-        r->prev->next = r;
-    else
-        b->records = r;
-    b->last = r; /* listings keep the order of registration */
+                         .owner = c};
+    TAILQ_INSERT_TAIL(&b->records, r, link);
     b->nrecords++;
     c->nrecords++;
     logf_(b, LOG_INFO, "registered: %s - %s (pid %d, uid %u%s%s)", rdb_kind_title(e.kind), e.advert,
@@ -263,11 +247,12 @@ static void on_unregister(struct bconn *c, json_t *body)
     json_int_t id = 0;
     if (json_unpack(body, "{s:I}", "id", &id) != 0)
         return conn_refuse(c, "unregister: expected {id: number}");
-    for (struct record *r = c->b->records; r; r = r->next)
-        if (r->owner == c && r->id == (unsigned)id) {
-            record_drop(c->b, r);
-            return;
-        }
+    struct record *r;
+    TAILQ_FOREACH(r, &c->b->records, link)
+    if (r->owner == c && r->id == (unsigned)id) {
+        record_drop(c->b, r);
+        return;
+    }
 }
 
 static void on_query(struct bconn *c, json_t *body)
@@ -277,7 +262,9 @@ static void on_query(struct bconn *c, json_t *body)
     if (json_unpack(body, "{s?s}", "filter", &fname) != 0 || rdb_filter_parse(fname, &f) != 0)
         return conn_refuse(c, "query: filter is all, debugger or remote");
     json_t *rows = json_array();
-    for (const struct record *r = c->b->records; r; r = r->next) {
+    const struct record *r;
+    TAILQ_FOREACH(r, &c->b->records, link)
+    {
         if (!listable(r, c) || !rdb_filter_match(f, r->e.kind))
             continue;
         json_array_append_new(rows, json_pack("{s:s, s:s, s:s}", "kind", rdb_kind_name(r->e.kind),
@@ -290,12 +277,7 @@ static void on_query(struct bconn *c, json_t *body)
 
 static void relay_free(struct relay *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->b->relays = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    LIST_REMOVE(r, link);
     r->b->nrelays--;
     rdt_splice_free(r->sp);
     free(r);
@@ -358,10 +340,8 @@ static void on_relay(struct bconn *c, json_t *body)
     fcntl(fd, F_SETFL, O_NONBLOCK);
     logf_(b, LOG_INFO, "%s: relayed to pipe %s", c->peer, name);
     event_del(c->ev);
-    *r = (struct relay){.b = b, .next = b->relays};
-    if (r->next)
-        r->next->prev = r;
-    b->relays = r;
+    r->b = b;
+    LIST_INSERT_HEAD(&b->relays, r, link);
     b->nrelays++;
     rdt_splice_open(&r->sp, b->base, c->conn, dup_fd, fd, relay_cb, r);
     c->conn = NULL;
@@ -468,10 +448,7 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
     c->privileged = c->local && (c->cred.uid == 0 || in_group(b, &c->cred));
     rdb_reader_init(&c->rd);
     c->ev = event_new(b->base, conn->fd, EV_READ | EV_PERSIST, conn_cb, c);
-    c->next = b->conns;
-    if (c->next)
-        c->next->prev = c;
-    b->conns = c;
+    LIST_INSERT_HEAD(&b->conns, c, link);
     b->nconns++;
     event_add(c->ev, NULL);
     conn_event(c, EV_READ); /* a query may have come with the handshake */
@@ -519,6 +496,9 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
         return -ENOMEM;
     b->base = base;
     b->cfg = *cfg;
+    LIST_INIT(&b->conns);
+    LIST_INIT(&b->relays);
+    TAILQ_INIT(&b->records);
     rdt_pipe_dir(b->pipe_dir, sizeof(b->pipe_dir)); /* now: before privileges are dropped */
     if (!b->cfg.sock_path)
         b->cfg.sock_path = rdb_sock_path();
@@ -537,10 +517,10 @@ void rdb_broker_free(struct rdb_broker *b)
 {
     if (!b)
         return;
-    while (b->conns)
-        conn_free(b->conns);
-    while (b->relays)
-        relay_free(b->relays);
+    while (!LIST_EMPTY(&b->conns))
+        conn_free(LIST_FIRST(&b->conns));
+    while (!LIST_EMPTY(&b->relays))
+        relay_free(LIST_FIRST(&b->relays));
     rdt_server_free(b->reg);
     for (int i = 0; i < b->nquery; i++)
         rdt_server_free(b->query[i]);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/queue.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,7 +136,7 @@ struct server {
     struct opts *o;
     struct event_base *base;
     unsigned clients;
-    struct client *list;
+    LIST_HEAD(, client) list;
 };
 
 /* A client and its stub, spliced together. */
@@ -148,7 +149,7 @@ struct client {
     unsigned n;
     bool gone; /* the splice is over */
     bool term_sent;
-    struct client *prev, *next;
+    LIST_ENTRY(client) link;
 };
 
 static void note(const char *msg, void *arg)
@@ -161,12 +162,7 @@ static void client_free(struct client *c)
 {
     if (c->pid > 0)
         kill(-c->pid, SIGKILL);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->s->list = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     rdt_splice_free(c->sp);
     event_free(c->timer);
     free(c);
@@ -267,12 +263,10 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
         rdt_server_redial(srv);
         return;
     }
-    *c = (struct client){.s = s, .srv = srv, .pid = pid, .n = ++s->clients, .next = s->list};
+    *c = (struct client){.s = s, .srv = srv, .pid = pid, .n = ++s->clients};
     c->timer = evtimer_new(s->base, grace_cb, c);
     rdt_splice_open(&c->sp, s->base, conn, wfd, rfd, on_splice, c);
-    if (c->next)
-        c->next->prev = c;
-    s->list = c;
+    LIST_INSERT_HEAD(&s->list, c, link);
     fprintf(stderr, "rdsrv: client %u from %s: stub pid %d\n", c->n, peer, (int)pid);
 }
 
@@ -281,7 +275,9 @@ static void reap(struct server *s)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        for (struct client *c = s->list; c; c = c->next) {
+        struct client *c;
+        LIST_FOREACH(c, &s->list, link)
+        {
             if (c->pid != pid)
                 continue;
             c->pid = 0;
@@ -355,8 +351,8 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     for (int i = 0; i < 3; i++)
         event_free(sigs[i]);
-    while (s.list)
-        client_free(s.list);
+    while (!LIST_EMPTY(&s.list))
+        client_free(LIST_FIRST(&s.list));
     rdb_server_free(rs);
     event_base_free(base);
     return 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #define HANDSHAKE_MS 10000  /* a client has this long to complete the session layer */
@@ -33,7 +34,7 @@ struct pending {
     struct event *ev;
     int64_t deadline;
     char peer[64];
-    struct pending *prev, *next;
+    LIST_ENTRY(pending) link;
 };
 
 struct rdt_server {
@@ -45,7 +46,7 @@ struct rdt_server {
     unsigned redial_ms;
     rdt_server_cb cb;
     void *arg;
-    struct pending *pending;
+    LIST_HEAD(, pending) pending;
     unsigned npending;
     struct penalty penalties[PENALTY_SLOTS];
 };
@@ -109,12 +110,7 @@ static void penalty_note(struct rdt_server *srv, const char *peer, bool refused)
 static void pending_free(struct pending *p, bool close_conn)
 {
     struct rdt_server *srv = p->srv;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        srv->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    LIST_REMOVE(p, link);
     srv->npending--;
     if (p->ev)
         event_free(p->ev);
@@ -204,10 +200,7 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     p->srv = srv;
     p->conn = conn;
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
-    p->next = srv->pending;
-    if (p->next)
-        p->next->prev = p;
-    srv->pending = p;
+    LIST_INSERT_HEAD(&srv->pending, p, link);
     srv->npending++;
     unsigned delay = rdt_server_penalty_ms(srv, peer);
     p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
@@ -288,7 +281,7 @@ static void schedule_redial(struct rdt_server *srv)
 
 void rdt_server_redial(struct rdt_server *srv)
 {
-    if (srv->ts.clicon[0] && !evtimer_pending(srv->redial_ev, NULL) && !srv->pending) {
+    if (srv->ts.clicon[0] && !evtimer_pending(srv->redial_ev, NULL) && LIST_EMPTY(&srv->pending)) {
         srv->redial_ms = REDIAL_MIN_MS;
         dial_once(srv);
     }
@@ -307,6 +300,7 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
     srv->base = base;
     srv->ts = *ts;
+    LIST_INIT(&srv->pending);
     srv->cb = cb;
     srv->arg = arg;
     srv->bound.fd = -1;
@@ -335,8 +329,8 @@ void rdt_server_free(struct rdt_server *srv)
 {
     if (!srv)
         return;
-    while (srv->pending)
-        pending_free(srv->pending, true);
+    while (!LIST_EMPTY(&srv->pending))
+        pending_free(LIST_FIRST(&srv->pending), true);
     if (srv->accept_ev)
         event_free(srv->accept_ev);
     if (srv->redial_ev)
