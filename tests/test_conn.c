@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -353,6 +354,40 @@ Test(frames, bad_frames_end_that_connection_only)
     cr_expect(strstr(t.last_error, "closed the connection during the handshake"), "%s",
               t.last_error);
     /* and the server goes on serving */
+    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u", p), 0, "%s", err);
+    cr_expect_str_eq(greet, "welcome\n");
+    test_server_stop(&t);
+}
+
+Test(tcp, out_of_descriptors_pauses_and_recovers)
+{
+    struct test_server t;
+    unsigned p = test_free_ports(1);
+    start(&t, "tcp:port=%u", p);
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    int probe = dup(0), fds[64], n = 0;
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe + 6; /* a few for clients, none left for the server */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    while (n < 64) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            break;
+        fds[n++] = fd;
+        connect(fd, (struct sockaddr *)&a, sizeof(a));
+    }
+    cr_assert(test_server_wait(&t, &t.errors, 1, 3000));
+    pthread_mutex_lock(&t.lock);
+    cr_expect(strstr(t.last_error, "accept: Too many open files; pausing for 100 ms"), "%s",
+              t.last_error);
+    pthread_mutex_unlock(&t.lock);
+    while (n > 0)
+        close(fds[--n]);
+    setrlimit(RLIMIT_NOFILE, &old);
     cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u", p), 0, "%s", err);
     cr_expect_str_eq(greet, "welcome\n");
     test_server_stop(&t);

@@ -21,6 +21,7 @@
 #define PENALTY_FORGET_MS 60000
 #define REDIAL_MIN_MS 100
 #define REDIAL_MAX_MS 5000
+#define ACCEPT_PAUSE_MS 100
 
 struct penalty {
     char peer[64];
@@ -42,6 +43,7 @@ struct rdt_server {
     struct rdt_tstring ts;
     struct rdt_bound bound;
     struct event *accept_ev;
+    struct event *resume_ev; /* accepting again after running out of descriptors */
     struct event *redial_ev; /* clicon */
     unsigned redial_ms;
     rdt_server_cb cb;
@@ -212,6 +214,23 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
 
 /* ---- Accepting ---- */
 
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdt_server *srv = arg;
+    event_add(srv->accept_ev, NULL);
+}
+
+/* Out of descriptors or memory: stop accepting for a moment rather than spin on the listener. */
+static void pause_accepting(struct rdt_server *srv, int e)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = ACCEPT_PAUSE_MS * 1000};
+    report(srv, "listener", "accept: %s; pausing for %d ms", strerror(e), ACCEPT_PAUSE_MS);
+    event_del(srv->accept_ev);
+    evtimer_add(srv->resume_ev, &tv);
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
@@ -219,8 +238,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     for (int i = 0; i < 64; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                report(srv, "listener", "accept: %s", strerror(errno));
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                pause_accepting(srv, errno);
             return;
         }
         char peer[64];
@@ -312,7 +331,8 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
         rc = srv->redial_ev ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
     } else if ((rc = rdt_bind(ts, &srv->bound, err, errlen)) == 0) {
         srv->accept_ev = event_new(base, srv->bound.fd, EV_READ | EV_PERSIST, accept_cb, srv);
-        if (!srv->accept_ev || event_add(srv->accept_ev, NULL) < 0)
+        srv->resume_ev = evtimer_new(base, resume_cb, srv);
+        if (!srv->accept_ev || !srv->resume_ev || event_add(srv->accept_ev, NULL) < 0)
             rc = rdt_errf(-ENOMEM, err, errlen, "out of memory");
     }
     if (rc) {
@@ -333,6 +353,8 @@ void rdt_server_free(struct rdt_server *srv)
         pending_free(LIST_FIRST(&srv->pending), true);
     if (srv->accept_ev)
         event_free(srv->accept_ev);
+    if (srv->resume_ev)
+        event_free(srv->resume_ev);
     if (srv->redial_ev)
         event_free(srv->redial_ev);
     rdt_unbind(&srv->bound);
