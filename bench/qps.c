@@ -150,7 +150,7 @@ static void client_close(struct client *cl)
 {
     if (cl->ev)
         event_del(cl->ev);
-    rdt_conn_free(cl->conn);
+    rdt_conn_discard(cl->conn); /* as rdd_query ends a query's connection */
     cl->conn = NULL;
     rdb_reader_free(&cl->rd);
 }
@@ -229,7 +229,7 @@ static struct rdt_conn *client_conn(struct qps *q, int fd, bool connecting)
         connecting ? rdt_sock_connecting(ops, fd, "broker") : rdt_sock_conn(ops, fd);
     if (!c || q->bare)
         return c;
-    return rdt_auth_conn(c, RDT_ROLE_CLIENT, NULL, RDT_PROTOCOL_VERSION);
+    return rdt_auth_conn(c, RDT_ROLE_REQUESTER, NULL, RDT_PROTOCOL_VERSION);
 }
 
 static void client_start(struct client *cl)

@@ -60,7 +60,7 @@ static int try_register(struct rdb_announce *a, char *err, size_t errlen)
     struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
     snprintf(ts.pipe, sizeof(ts.pipe), "%s", a->sock_path);
     snprintf(ts.server, sizeof(ts.server), "localhost");
-    int rc = rdt_dial(&a->conn, &ts, NULL, REGISTER_TIMEOUT_MS, err, errlen);
+    int rc = rdt_dial_requester(&a->conn, &ts, REGISTER_TIMEOUT_MS, err, errlen);
     if (rc)
         return rc;
     json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),

@@ -16,9 +16,12 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#define CONNS_MAX 4096      /* connections served at once */
+#define CONNS_MAX 4096      /* connections served at once on the query endpoints ... */
+#define REG_CONNS_MAX 4096  /* ... and, apart from them, on the registration socket */
+#define PEER_CONNS_MAX 256  /* connections of one peer (an address, or a uid but root's) */
 #define RECORDS_PER_CONN 64 /* records one registration connection may hold */
 #define OUT_MAX (4 * RDB_FRAME_MAX)
+#define LIST_ROOM (RDB_FRAME_MAX - 64) /* what rows may take of a LIST's body */
 
 struct bconn;
 
@@ -41,7 +44,8 @@ struct bconn {
     size_t out_len;
     bool local; /* on the registration socket: credentials known */
     bool closing;
-    bool relayed; /* handed to a relay: the connection is no longer this one's */
+    short ev_want; /* the events c->ev waits for now (-1: not added yet) */
+    bool relayed;  /* handed to a relay: the connection is no longer this one's */
     struct ucred cred;
     bool privileged;
     unsigned nrecords;
@@ -69,9 +73,16 @@ struct rdb_broker {
     int nquery;
     LIST_HEAD(, bconn) conns;
     unsigned nconns;
+    unsigned nconns_reg;          /* of which on the registration socket */
     TAILQ_HEAD(, record) records; /* in the order of registration, as listings show them */
     unsigned nrecords;
     unsigned next_id;
+    /* The encoded LIST of the discoverable records, per filter, until a record comes or goes:
+     * what every remote query and most local ones are answered with. */
+    struct {
+        uint8_t *frame;
+        size_t len;
+    } lists[3];
 };
 
 static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
@@ -91,8 +102,17 @@ static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
 
 /* ---- Records ---- */
 
+static void lists_forget(struct rdb_broker *b)
+{
+    for (int f = 0; f < 3; f++) {
+        free(b->lists[f].frame);
+        b->lists[f].frame = NULL;
+    }
+}
+
 static void record_drop(struct rdb_broker *b, struct record *r)
 {
+    lists_forget(b);
     TAILQ_REMOVE(&b->records, r, link);
     b->nrecords--;
     r->owner->nrecords--;
@@ -120,6 +140,7 @@ static void conn_free(struct bconn *c)
     }
     LIST_REMOVE(c, link);
     b->nconns--;
+    b->nconns_reg -= c->local;
     event_free(c->ev);
     rdt_conn_free(c->conn);
     rdb_reader_free(&c->rd);
@@ -135,6 +156,8 @@ static void conn_cb(evutil_socket_t fd, short what, void *arg)
     conn_event(arg, what);
 }
 
+/* Writes what is queued, then waits for what comes next: requests (unless closing), room to
+ * write the rest, or the end of an idle or stalled connection. */
 static int conn_flush(struct bconn *c)
 {
     size_t off = 0;
@@ -152,13 +175,40 @@ static int conn_flush(struct bconn *c)
     }
     if (rc && rc != -EAGAIN)
         return rc;
-    short want = EV_READ | EV_PERSIST | (c->out_len ? EV_WRITE : 0);
-    if (event_get_events(c->ev) != want) {
-        event_del(c->ev);
-        event_assign(c->ev, c->b->base, c->conn->fd, want, conn_cb, c);
-        event_add(c->ev, NULL);
+    if (c->closing && !c->out_len)
+        return 0; /* done: the caller frees it */
+    short want = (short)((c->closing ? 0 : EV_READ) | (c->out_len ? EV_WRITE : 0));
+    /* a connection that holds no record and sends nothing is closed after a while, as is one
+     * that does not read what it is sent */
+    int ms = c->out_len || !c->nrecords ? c->b->cfg.idle_ms : 0;
+    if (want == c->ev_want && !c->out_len)
+        return 0; /* EV_PERSIST: the idle timeout starts again at every event */
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (want != c->ev_want) {
+        if (c->ev_want >= 0)
+            event_del(c->ev);
+        event_assign(c->ev, c->b->base, c->conn->fd, want | EV_PERSIST, conn_cb, c);
+        c->ev_want = want;
     }
-    return 0;
+    return event_add(c->ev, ms ? &tv : NULL) == 0 ? 0 : -ENOMEM;
+}
+
+/* Queues `len` bytes of `frame` for the peer, writing at once what the socket takes. */
+static void conn_send_frame(struct bconn *c, const uint8_t *frame, size_t len)
+{
+    size_t n = 0;
+    if (!c->out_len && rdt_conn_write(c->conn, frame, len, &n) != 0)
+        n = 0;
+    if (n == len)
+        return;
+    uint8_t *nb = c->out_len + len - n <= OUT_MAX ? realloc(c->out, c->out_len + len - n) : NULL;
+    if (!nb) {
+        c->closing = true; /* a client that does not read its answers is dropped */
+        return;
+    }
+    memcpy(nb + c->out_len, frame + n, len - n);
+    c->out = nb;
+    c->out_len += len - n;
 }
 
 static void conn_send(struct bconn *c, enum rdb_type type, json_t *body)
@@ -166,20 +216,11 @@ static void conn_send(struct bconn *c, enum rdb_type type, json_t *body)
     size_t len;
     uint8_t *frame = rdb_frame_encode(type, body, &len);
     json_decref(body);
-    if (!frame || c->out_len + len > OUT_MAX) {
-        free(frame);
-        c->closing = true; /* a client that does not read its answers is dropped */
-        return;
-    }
-    uint8_t *nb = realloc(c->out, c->out_len + len);
-    if (nb) {
-        memcpy(nb + c->out_len, frame, len);
-        c->out = nb;
-        c->out_len += len;
-    }
-    free(frame);
-    if (!nb)
+    if (frame)
+        conn_send_frame(c, frame, len);
+    else
         c->closing = true;
+    free(frame);
 }
 
 /* Answers a bad message: says why, and ends this connection once that is written. */
@@ -232,6 +273,7 @@ static void on_register(struct bconn *c, json_t *body)
                          .privileged = c->privileged,
                          .owner = c};
     TAILQ_INSERT_TAIL(&b->records, r, link);
+    lists_forget(b);
     b->nrecords++;
     c->nrecords++;
     logf_(b, LOG_INFO, "registered: %s - %s (pid %d, uid %u%s%s)", rdb_kind_title(e.kind), e.advert,
@@ -255,22 +297,75 @@ static void on_unregister(struct bconn *c, json_t *body)
     }
 }
 
+/* A row's room in a LIST, at most: escapes can double the strings. */
+static size_t row_room(const struct record *r)
+{
+    return 48 + 2 * (strlen(r->e.advert) + strlen(r->e.desc));
+}
+
+/* The LIST of what `asker` may see through filter f (asker NULL: the discoverable records).
+ * Rows past the frame's room are left out, and their count is said. */
+static uint8_t *list_encode(struct rdb_broker *b, const struct bconn *asker, enum rdb_filter f,
+                            size_t *len)
+{
+    static const struct bconn remote = {.local = false};
+    json_t *rows = json_array();
+    size_t room = 0, omitted = 0;
+    const struct record *r;
+    TAILQ_FOREACH(r, &b->records, link)
+    {
+        if (!listable(r, asker ? asker : &remote) || !rdb_filter_match(f, r->e.kind))
+            continue;
+        if ((room += row_room(r)) > LIST_ROOM) {
+            omitted++;
+            continue;
+        }
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s}", "kind", rdb_kind_name(r->e.kind),
+                                              "advert", r->e.advert, "desc", r->e.desc));
+    }
+    json_t *body = json_pack("{s:o}", "rows", rows);
+    if (omitted)
+        json_object_set_new(body, "omitted", json_integer((json_int_t)omitted));
+    uint8_t *frame = rdb_frame_encode(RDB_LIST, body, len);
+    json_decref(body);
+    return frame;
+}
+
+/* Whether `asker` sees more than the discoverable records: its own, not discoverable ones. */
+static bool sees_own(const struct rdb_broker *b, const struct bconn *asker)
+{
+    const struct record *r;
+    if (!asker->local)
+        return false;
+    TAILQ_FOREACH(r, &b->records, link)
+    if (!r->privileged && listable(r, asker))
+        return true;
+    return false;
+}
+
 static void on_query(struct bconn *c, json_t *body)
 {
+    struct rdb_broker *b = c->b;
     const char *fname = "all";
     enum rdb_filter f;
     if (json_unpack(body, "{s?s}", "filter", &fname) != 0 || rdb_filter_parse(fname, &f) != 0)
         return conn_refuse(c, "query: filter is all, debugger or remote");
-    json_t *rows = json_array();
-    const struct record *r;
-    TAILQ_FOREACH(r, &c->b->records, link)
-    {
-        if (!listable(r, c) || !rdb_filter_match(f, r->e.kind))
-            continue;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:s}", "kind", rdb_kind_name(r->e.kind),
-                                              "advert", r->e.advert, "desc", r->e.desc));
+    size_t len = 0;
+    if (sees_own(b, c)) {
+        uint8_t *frame = list_encode(b, c, f, &len);
+        if (frame)
+            conn_send_frame(c, frame, len);
+        else
+            c->closing = true;
+        free(frame);
+        return;
     }
-    conn_send(c, RDB_LIST, json_pack("{s:o}", "rows", rows));
+    if (!b->lists[f].frame)
+        b->lists[f].frame = list_encode(b, NULL, f, &b->lists[f].len);
+    if (b->lists[f].frame)
+        conn_send_frame(c, b->lists[f].frame, b->lists[f].len);
+    else
+        c->closing = true;
 }
 
 /* ---- Relaying to local pipes ---- */
@@ -300,9 +395,11 @@ static int pipe_connect(struct rdb_broker *b, const char *name, char *why, size_
         snprintf(why, len, "relay: \"%.60s\" is not a pipe name", name);
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a pipe whose server does not accept is busy, and the loop goes on */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        snprintf(why, len, "relay: no server on pipe %s (%s)", name, strerror(errno));
+        snprintf(why, len, "relay: %s on pipe %s (%s)",
+                 errno == EAGAIN ? "the server is busy" : "no server", name, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -324,20 +421,25 @@ static void on_relay(struct bconn *c, json_t *body)
     if (!r)
         return conn_refuse(c, "relay: too many relays");
     int fd = pipe_connect(b, name, why, sizeof(why));
-    json_t *ok = json_object();
     int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (fd < 0 || dup_fd < 0 || rdb_send(c->conn, RDB_RELAYED, ok, 1000) != 0 ||
-        (c->rd.len && write(fd, c->rd.buf, c->rd.len) != (ssize_t)c->rd.len)) {
-        json_decref(ok);
+    const char *fail = fd < 0 ? why : dup_fd < 0 ? "relay: out of descriptors" : NULL;
+    /* RELAYED and the bytes that came after RELAY go now, without waiting on the loop: both are
+     * small and the sockets fresh, and a peer that cannot take them is refused */
+    static const uint8_t relayed[] = {'R', 'B', RDB_VERSION, RDB_RELAYED, 0, 0, 0, 2, '{', '}'};
+    size_t n = 0;
+    if (!fail && (c->out_len || rdt_conn_write(c->conn, relayed, sizeof(relayed), &n) != 0 ||
+                  n != sizeof(relayed)))
+        fail = "relay: the client does not read";
+    if (!fail && c->rd.len && write(fd, c->rd.buf, c->rd.len) != (ssize_t)c->rd.len)
+        fail = "relay: the pipe's server did not take the bytes";
+    if (fail) {
         if (fd >= 0)
             close(fd);
         if (dup_fd >= 0)
             close(dup_fd);
         free(r);
-        return conn_refuse(c, fd < 0 ? why : "relay: the pipe's server did not take the bytes");
+        return conn_refuse(c, fail);
     }
-    json_decref(ok);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
     logf_(b, LOG_INFO, "%s: relayed to pipe %s", c->peer, name);
     event_del(c->ev);
     r->b = b;
@@ -391,11 +493,19 @@ static void conn_read(struct bconn *c)
         }
         if (rc < 0)
             conn_refuse(c, err);
+        if (n < sizeof(buf))
+            break; /* drained, most likely: the event says when more comes */
     }
 }
 
 static void conn_event(struct bconn *c, short what)
 {
+    if (what & EV_TIMEOUT) {
+        logf_(c->b, LOG_NOTICE, "%s: closed: %s", c->peer,
+              c->out_len ? "it does not read its answers" : "idle");
+        conn_free(c);
+        return;
+    }
     if (what & EV_READ)
         conn_read(c);
     if (c->relayed) {
@@ -426,6 +536,28 @@ static bool in_group(const struct rdb_broker *b, const struct ucred *cr)
     return found || cr->gid == b->cfg.group;
 }
 
+/* Connections of one peer already served: an address, or a local user but root. */
+static unsigned peer_conns(const struct rdb_broker *b, const char *peer)
+{
+    const struct bconn *c;
+    unsigned n = 0;
+    LIST_FOREACH(c, &b->conns, link)
+    n += strcmp(c->peer, peer) == 0;
+    return n;
+}
+
+static bool turn_away(struct rdb_broker *b, bool local, const struct ucred *cr, const char *peer)
+{
+    const char *why = NULL;
+    if (local ? b->nconns_reg >= REG_CONNS_MAX : b->nconns - b->nconns_reg >= CONNS_MAX)
+        why = "too many connections";
+    else if (!(local && cr->uid == 0) && peer_conns(b, peer) >= PEER_CONNS_MAX)
+        why = "too many connections from it";
+    if (why)
+        logf_(b, LOG_WARNING, "%s: turned away: %s", peer, why);
+    return why != NULL;
+}
+
 static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
                       const char *err, void *arg)
 {
@@ -434,23 +566,28 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
         logf_(b, LOG_NOTICE, "%s", err);
         return;
     }
-    struct bconn *c = b->nconns < CONNS_MAX ? calloc(1, sizeof(*c)) : NULL;
-    if (!c) {
-        logf_(b, LOG_WARNING, "%s: turned away: %u connections already", peer, b->nconns);
+    struct ucred cred = {0};
+    socklen_t cl = sizeof(cred);
+    bool local = srv == b->reg && getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0;
+    struct bconn *c = turn_away(b, local, &cred, peer) ? NULL : calloc(1, sizeof(*c));
+    if (c)
+        c->ev = event_new(b->base, -1, 0, conn_cb, c);
+    if (!c || !c->ev) {
+        free(c);
         rdt_conn_free(conn);
         return;
     }
     c->b = b;
     c->conn = conn;
+    c->ev_want = -1;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
-    socklen_t cl = sizeof(c->cred);
-    c->local = srv == b->reg && getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &cl) == 0;
+    c->local = local;
+    c->cred = cred;
     c->privileged = c->local && (c->cred.uid == 0 || in_group(b, &c->cred));
     rdb_reader_init(&c->rd);
-    c->ev = event_new(b->base, conn->fd, EV_READ | EV_PERSIST, conn_cb, c);
     LIST_INSERT_HEAD(&b->conns, c, link);
     b->nconns++;
-    event_add(c->ev, NULL);
+    b->nconns_reg += c->local;
     conn_event(c, EV_READ); /* a query may have come with the handshake */
 }
 
@@ -464,10 +601,8 @@ static int open_reg(struct rdb_broker *b, char *err, size_t errlen)
                         b->cfg.sock_path),
                -EINVAL;
     snprintf(ts.pipe, sizeof(ts.pipe), "%s", b->cfg.sock_path);
-    int rc = rdt_server_open(&b->reg, b->base, &ts, on_client, b, err, errlen);
-    if (rc == 0)
-        chmod(b->cfg.sock_path, 0666); /* every user may register; privilege comes from creds */
-    return rc;
+    /* every user may register (the socket is 0666); privilege comes from the credentials */
+    return rdt_server_open(&b->reg, b->base, &ts, on_client, b, err, errlen);
 }
 
 static int open_query(struct rdb_broker *b, const char *t, char *err, size_t errlen)
@@ -480,7 +615,8 @@ static int open_query(struct rdb_broker *b, const char *t, char *err, size_t err
     if (rc == 0)
         rc = rdt_server_open(&b->query[b->nquery], b->base, &ts, on_client, b, why, sizeof(why));
     if (rc) {
-        snprintf(err, errlen, "-listen %s: %s", t, why);
+        char shown[RDT_ECHO_LEN];
+        snprintf(err, errlen, "-listen %s: %s", rdt_echo(t, shown), why);
         return rc;
     }
     b->nquery++;
@@ -496,6 +632,8 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
         return -ENOMEM;
     b->base = base;
     b->cfg = *cfg;
+    if (b->cfg.idle_ms <= 0)
+        b->cfg.idle_ms = RDB_IDLE_MS;
     LIST_INIT(&b->conns);
     LIST_INIT(&b->relays);
     TAILQ_INIT(&b->records);
@@ -521,6 +659,7 @@ void rdb_broker_free(struct rdb_broker *b)
         conn_free(LIST_FIRST(&b->conns));
     while (!LIST_EMPTY(&b->relays))
         relay_free(LIST_FIRST(&b->relays));
+    lists_forget(b);
     rdt_server_free(b->reg);
     for (int i = 0; i < b->nquery; i++)
         rdt_server_free(b->query[i]);

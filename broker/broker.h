@@ -20,6 +20,7 @@
 #define RDB_FRAME_MAX 65536 /* the largest body any message may have */
 #define RDB_DESC_MAX 200
 #define RDB_RECORDS_MAX 4096 /* records one broker keeps */
+#define RDB_IDLE_MS 30000    /* the broker's default for rdb_config.idle_ms */
 
 /* Message types. */
 enum rdb_type {
@@ -66,6 +67,10 @@ int rdb_reader_next(struct rdb_reader *r, enum rdb_type *type, json_t **body, ch
 int rdb_send(struct rdt_conn *c, enum rdb_type type, const json_t *body, int timeout_ms);
 int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
              int timeout_ms, char *err, size_t errlen);
+/* The same, never reading past the end of the frame: for a reply after which the stream
+ * carries other bytes (RELAYED). */
+int rdb_recv_exact(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
+                   int timeout_ms, char *err, size_t errlen);
 
 /* The broker's registration socket: $RDQ_BROKER_SOCK, else RDB_DEFAULT_SOCK. */
 const char *rdb_sock_path(void);
@@ -81,7 +86,9 @@ struct rdb_config {
     int nlisten;
     gid_t group; /* members of this group register discoverably (root always) */
     bool have_group;
-    bool relay; /* relay clients to local pipes for other hosts */
+    bool relay;  /* relay clients to local pipes for other hosts */
+    int idle_ms; /* a connection without records that sends nothing, or one that does not read,
+                    is closed after this long (0: RDB_IDLE_MS) */
     void (*log)(int prio, const char *msg, void *arg);
     void *log_arg;
 };

@@ -57,14 +57,42 @@ bool rdb_filter_match(enum rdb_filter f, enum rdb_kind k)
     return true;
 }
 
+/* A frame being written by jansson's dump: the header's room first, then the body. */
+struct frame_buf {
+    uint8_t *buf;
+    size_t len, cap;
+};
+
+static int frame_put(const char *data, size_t size, void *arg)
+{
+    struct frame_buf *f = arg;
+    if (f->len + size > RDB_HDR_LEN + RDB_FRAME_MAX)
+        return -1;
+    if (f->len + size > f->cap) {
+        size_t cap = f->cap * 2;
+        while (cap < f->len + size)
+            cap *= 2;
+        uint8_t *nb = realloc(f->buf, cap);
+        if (!nb)
+            return -1;
+        f->buf = nb;
+        f->cap = cap;
+    }
+    memcpy(f->buf + f->len, data, size);
+    f->len += size;
+    return 0;
+}
+
 uint8_t *rdb_frame_encode(enum rdb_type type, const json_t *body, size_t *len)
 {
-    size_t n = json_dumpb(body, NULL, 0, JSON_COMPACT);
-    if (n == 0 || n > RDB_FRAME_MAX)
+    struct frame_buf f = {.buf = malloc(1024), .len = RDB_HDR_LEN, .cap = 1024};
+    if (!f.buf || json_dump_callback(body, frame_put, &f, JSON_COMPACT) != 0 ||
+        f.len == RDB_HDR_LEN) {
+        free(f.buf);
         return NULL;
-    uint8_t *buf = malloc(RDB_HDR_LEN + n);
-    if (!buf)
-        return NULL;
+    }
+    size_t n = f.len - RDB_HDR_LEN;
+    uint8_t *buf = f.buf;
     buf[0] = 'R';
     buf[1] = 'B';
     buf[2] = RDB_VERSION;
@@ -73,8 +101,7 @@ uint8_t *rdb_frame_encode(enum rdb_type type, const json_t *body, size_t *len)
     buf[5] = (uint8_t)(n >> 16);
     buf[6] = (uint8_t)(n >> 8);
     buf[7] = (uint8_t)n;
-    json_dumpb(body, (char *)buf + RDB_HDR_LEN, n, JSON_COMPACT);
-    *len = RDB_HDR_LEN + n;
+    *len = f.len;
     return buf;
 }
 
@@ -176,16 +203,27 @@ int rdb_send(struct rdt_conn *c, enum rdb_type type, const json_t *body, int tim
     return rc;
 }
 
-int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
-             int timeout_ms, char *err, size_t errlen)
+/* How many bytes the frame at the start of the reader still needs (the header's, then the
+ * body's); 0 when it is complete or its header is bad. */
+static size_t frame_missing(const struct rdb_reader *r)
+{
+    if (r->len < RDB_HDR_LEN)
+        return RDB_HDR_LEN - r->len;
+    size_t n =
+        (size_t)r->buf[4] << 24 | (size_t)r->buf[5] << 16 | (size_t)r->buf[6] << 8 | r->buf[7];
+    return n <= RDB_FRAME_MAX && r->len < RDB_HDR_LEN + n ? RDB_HDR_LEN + n - r->len : 0;
+}
+
+static int recv_frame(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
+                      int timeout_ms, bool exact, char *err, size_t errlen)
 {
     for (;;) {
         int rc = rdb_reader_next(r, type, body, err, errlen);
         if (rc != 0)
             return rc < 0 ? rc : 0;
         uint8_t buf[16384];
-        size_t n = 0;
-        rc = rdt_conn_read_wait(c, buf, sizeof(buf), &n, timeout_ms);
+        size_t n = 0, want = exact ? frame_missing(r) : sizeof(buf);
+        rc = rdt_conn_read_wait(c, buf, want < sizeof(buf) ? want : sizeof(buf), &n, timeout_ms);
         if (rc == -ETIMEDOUT)
             snprintf(err, errlen, "no answer in time");
         else if (rc)
@@ -199,6 +237,18 @@ int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json
         if ((rc = rdb_reader_feed(r, buf, n)))
             return rc;
     }
+}
+
+int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
+             int timeout_ms, char *err, size_t errlen)
+{
+    return recv_frame(c, r, type, body, timeout_ms, false, err, errlen);
+}
+
+int rdb_recv_exact(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
+                   int timeout_ms, char *err, size_t errlen)
+{
+    return recv_frame(c, r, type, body, timeout_ms, true, err, errlen);
 }
 
 const char *rdb_sock_path(void)

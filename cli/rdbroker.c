@@ -30,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: rdbroker [-socket PATH] [-listen TRANSPORT]... [-group NAME] [-user NAME]\n"
-            "                [-relay] [-syslog] [-config FILE]\n"
+            "                [-idle MS] [-relay] [-syslog] [-config FILE]\n"
             "  -socket PATH     registration and local query socket (default $RDQ_BROKER_SOCK,\n"
             "                   else %s)\n"
             "  -listen T        a query endpoint, repeatable (default tcp:port=%d);\n"
@@ -38,14 +38,17 @@ static void usage(FILE *f)
             "  -group NAME      members of this group register discoverably (root always does)\n"
             "  -user NAME       the user to run as after binding, when started as root\n"
             "                   (default nobody)\n"
+            "  -idle MS         close a connection that holds no registration and sends nothing,\n"
+            "                   or does not read its answers, after MS milliseconds\n"
+            "                   (100 to 3600000; default %d)\n"
             "  -relay           relay clients of other hosts to this host's pipes\n"
             "                   (npipe:server=ThisHost,pipe=NAME)\n"
             "  -syslog          log to syslog instead of stderr\n"
             "  -config FILE     read these settings from FILE, one \"key value\" a line\n"
-            "                   (socket, listen, group, user, relay, syslog); default %s if\n"
-            "                   present\n"
+            "                   (socket, listen, group, user, idle, relay, syslog); default %s\n"
+            "                   if present\n"
             "  -?, --help       this help\n",
-            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, CONFIG_DEFAULT);
+            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, RDB_IDLE_MS, CONFIG_DEFAULT);
 }
 
 static void log_msg(int prio, const char *msg, void *arg)
@@ -86,6 +89,15 @@ static int set_opt(struct opts *o, const char *key, const char *val, const char 
     } else if (strcmp(key, "user") == 0 && val) {
         snprintf(o->user_buf, sizeof(o->user_buf), "%s", val);
         o->user = o->user_buf;
+    } else if (strcmp(key, "idle") == 0 && val) {
+        char *end;
+        long ms = strtol(val, &end, 10);
+        if (*end || ms < 100 || ms > 3600000) {
+            fprintf(stderr, "rdbroker: %s: idle \"%s\": milliseconds from 100 to 3600000\n", where,
+                    val);
+            return -1;
+        }
+        o->cfg.idle_ms = (int)ms;
     } else if (strcmp(key, "syslog") == 0) {
         o->use_syslog = !val || strcmp(val, "no") != 0;
     } else if (strcmp(key, "relay") == 0) {
@@ -123,7 +135,8 @@ static int read_config(struct opts *o, const char *path, bool must_exist)
     return rc;
 }
 
-static const char *const flag_keys[] = {"-socket", "-listen", "-group", "-user", "-config"};
+static const char *const flag_keys[] = {"-socket", "-listen", "-group",
+                                        "-user",   "-idle",   "-config"};
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
@@ -152,7 +165,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
             fprintf(stderr, "rdbroker: %s needs a value: try rdbroker -?\n", a);
             return -1;
         }
-        if (k != 4 && set_opt(o, a + 1, argv[i + 1], a))
+        if (strcmp(a, "-config") != 0 && set_opt(o, a + 1, argv[i + 1], a))
             return -1;
         i++;
     }

@@ -194,8 +194,8 @@ static void qr_print_json(const struct qr_opts *o, const struct rdd_result *r)
                             "type", rdb_kind_title(r->rows[i].kind), "advert", r->rows[i].advert,
                             "client", cs, "desc", r->rows[i].desc));
     }
-    json_t *doc =
-        json_pack("{s:s, s:s, s:o}", "host", o->host, "address", r->addr, "servers", rows);
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:I}", "host", o->host, "address", r->addr, "servers",
+                            rows, "omitted", (json_int_t)r->omitted);
     json_dumpf(doc, stdout, JSON_INDENT(2));
     putchar('\n');
     json_decref(doc);
@@ -219,6 +219,11 @@ static int cmd_qr(int argc, char **argv)
         for (size_t i = 0; i < r.nrows; i++)
             printf("%s - %s\n", rdb_kind_title(r.rows[i].kind), r.rows[i].advert);
     }
+    if (r.omitted)
+        fprintf(stderr,
+                "rdq: -QR %s: %zu more server%s not shown (past the broker's message limit, or "
+                "not printable): -kind narrows the listing\n",
+                o.host, r.omitted, r.omitted == 1 ? "" : "s");
     rdd_result_free(&r);
     return EXIT_OK;
 }

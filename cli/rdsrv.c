@@ -104,6 +104,7 @@ static pid_t start_app(char **argv, bool suspended)
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
+        signal(SIGPIPE, SIG_DFL); /* rdsrv ignores it; the program must not */
         if (suspended)
             ptrace(PTRACE_TRACEME, 0, NULL, NULL);
         execvp(argv[0], argv);
@@ -224,6 +225,7 @@ static pid_t spawn_stub(const char *cmd, int *wfd, int *rfd)
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
+        signal(SIGPIPE, SIG_DFL); /* rdsrv ignores it; the stub must not */
         dup2(in[0], 0);
         dup2(out[1], 1);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -328,7 +330,8 @@ int main(int argc, char **argv)
     rc = rdb_server_open(&rs, base, o.transport, RDB_PROCESS, desc, o.broker, on_client, note, &s,
                          err, sizeof(err));
     if (rc) {
-        fprintf(stderr, "rdsrv: -t %s: %s\n", o.transport, err);
+        char shown[RDT_ECHO_LEN];
+        fprintf(stderr, "rdsrv: -t %s: %s\n", rdt_echo(o.transport, shown), err);
         event_base_free(base);
         return rc == -EINVAL ? 2 : 1;
     }

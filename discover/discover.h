@@ -43,6 +43,7 @@ struct rdd_result {
     char addr[64]; /* the address that answered */
     struct rdd_row *rows;
     size_t nrows;
+    size_t omitted; /* rows not shown: past the broker's frame limit, or not valid here */
 };
 
 /* Queries the broker of `host` on `port` (0: $RDQ_BROKER_PORT, else the default) for the rows

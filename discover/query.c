@@ -40,12 +40,24 @@ uint16_t rdd_broker_port(uint16_t port)
     return p > 0 && p < 65536 ? (uint16_t)p : RDB_DEFAULT_PORT;
 }
 
+/* Whether s is printable ASCII that fits in `room` bytes: what a row may print to a terminal. */
+static bool fits_printable(const char *s, size_t room)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] >= 0x7f)
+            return false;
+    return n < room;
+}
+
 static int take_rows(struct rdd_result *out, json_t *body)
 {
     json_t *rows = json_object_get(body, "rows"), *row;
     size_t i;
     if (!json_is_array(rows))
         return -EPROTO;
+    json_int_t omitted = json_integer_value(json_object_get(body, "omitted"));
+    out->omitted = omitted > 0 ? (size_t)omitted : 0;
     out->rows = calloc(json_array_size(rows) + 1, sizeof(*out->rows));
     if (!out->rows)
         return -ENOMEM;
@@ -55,8 +67,11 @@ static int take_rows(struct rdd_result *out, json_t *body)
         struct rdd_row *r = &out->rows[out->nrows];
         if (json_unpack(row, "{s:s, s:s, s?s}", "kind", &kind, "advert", &advert, "desc", &desc) !=
                 0 ||
-            rdb_kind_parse(kind, &r->kind) != 0)
-            continue; /* a kind this client does not know: leave it out */
+            rdb_kind_parse(kind, &r->kind) != 0 || !fits_printable(advert, sizeof(r->advert)) ||
+            !fits_printable(desc, sizeof(r->desc))) {
+            out->omitted++; /* a kind this client does not know, or not a row to print */
+            continue;
+        }
         snprintf(r->advert, sizeof(r->advert), "%s", advert);
         snprintf(r->desc, sizeof(r->desc), "%s", desc);
         out->nrows++;
@@ -98,7 +113,7 @@ static int dial_local(struct rdt_conn **c, int timeout_ms, char *err, size_t err
     struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
     snprintf(ts.pipe, sizeof(ts.pipe), "%s", rdb_sock_path());
     snprintf(ts.server, sizeof(ts.server), "localhost");
-    return rdt_dial(c, &ts, NULL, timeout_ms, err, errlen);
+    return rdt_dial_requester(c, &ts, timeout_ms, err, errlen);
 }
 
 static int dial_tcp(struct rdt_conn **c, const char *addr, uint16_t port, int timeout_ms, char *err,
@@ -107,7 +122,7 @@ static int dial_tcp(struct rdt_conn **c, const char *addr, uint16_t port, int ti
     struct rdt_tstring ts = {
         .proto = RDT_TCP, .side = RDT_CLIENT, .port_lo = port, .port_hi = port};
     snprintf(ts.server, sizeof(ts.server), "%s", addr);
-    return rdt_dial(c, &ts, NULL, timeout_ms, err, errlen);
+    return rdt_dial_requester(c, &ts, timeout_ms, err, errlen);
 }
 
 void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int timeout_ms,
@@ -145,7 +160,10 @@ void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int time
         return;
     }
     ask(c, filter, timeout_ms, out);
-    rdt_conn_free(c);
+    if (out->status == RDD_OK)
+        rdt_conn_discard(c); /* the whole answer is in: nothing is left to deliver */
+    else
+        rdt_conn_free(c);
 }
 
 void rdd_result_free(struct rdd_result *r)

@@ -16,7 +16,7 @@ static int ask_relay(struct rdt_conn *c, const char *name, int timeout_ms, char 
     int rc = rdb_send(c, RDB_RELAY, q, timeout_ms);
     json_decref(q);
     if (rc == 0)
-        rc = rdb_recv(c, &rd, &type, &body, timeout_ms, err, errlen);
+        rc = rdb_recv_exact(c, &rd, &type, &body, timeout_ms, err, errlen);
     if (rc == 0 && type != RDB_RELAYED) {
         const char *msg = "unexpected answer";
         json_unpack(body, "{s:s}", "message", &msg);
@@ -48,7 +48,7 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
     int rc = -EHOSTUNREACH;
     for (int i = 0; i < n && rc; i++) {
         snprintf(broker.server, sizeof(broker.server), "%s", addrs[i]);
-        rc = rdt_dial(&c, &broker, NULL, timeout_ms, why, sizeof(why));
+        rc = rdt_dial_requester(&c, &broker, timeout_ms, why, sizeof(why));
     }
     if (rc == 0)
         rc = ask_relay(c, ts->pipe, timeout_ms, why, sizeof(why));

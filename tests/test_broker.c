@@ -4,6 +4,8 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,4 +379,101 @@ Test(broker, relay_is_off_unless_asked)
         test_run("rdq -premote npipe:server=127.0.0.2,pipe=private", out, sizeof(out), true), 1);
     cr_expect(strstr(out, "this broker does not relay to pipes"), "%s", out);
     test_stop(s, SIGTERM);
+}
+
+/* Reads until the broker closes the connection (EOF or reset) or `ms` pass: true when it did. */
+static bool closed_by_broker(struct rdt_conn *c, int ms)
+{
+    uint8_t buf[65536];
+    for (;;) {
+        size_t n = 0;
+        int rc = rdt_conn_read_wait(c, buf, sizeof(buf), &n, ms);
+        if (rc == -ETIMEDOUT)
+            return false;
+        if (rc || n == 0)
+            return true;
+    }
+}
+
+/* Waits, without reading, until the broker ends the connection (FIN or reset), up to `ms`. */
+static bool hung_up_unread(struct rdt_conn *c, int ms)
+{
+    struct pollfd p = {.fd = rdt_conn_fd(c), .events = POLLRDHUP};
+    return poll(&p, 1, ms) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+Test(broker, idle_and_unread_connections_are_closed_and_others_served)
+{
+    test_broker_stop(&br, SIGTERM);
+    br.extra[0] = "-idle";
+    br.extra[1] = "300";
+    cr_assert_eq(test_broker_start(&br), 0);
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    cr_assert(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "%s", out);
+    /* a client that says nothing is closed once idle */
+    struct rdt_conn *idle = raw_client();
+    cr_expect(closed_by_broker(idle, 3000), "an idle connection was kept");
+    rdt_conn_free(idle);
+    /* a client that asks and asks but never reads: the broker stops reading it, and drops it
+     * when its answers do not go out, without spinning and while it serves the others */
+    struct rdt_conn *greedy = raw_client();
+    json_t *q = json_pack("{s:s}", "filter", "all");
+    size_t len;
+    uint8_t *frame = rdb_frame_encode(RDB_QUERY, q, &len);
+    json_decref(q);
+    fcntl(rdt_conn_fd(greedy), F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 200000; i++) {
+        size_t n = 0;
+        if (rdt_conn_write(greedy, frame, len, &n) != 0 || n != len)
+            break; /* its buffers are full */
+    }
+    free(frame);
+    cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0, "%s", out);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    /* its events would come again and again, and hold the idle timeout off, if the broker still
+     * waited to read it: that it is closed shows the broker waits on its writes alone */
+    cr_expect(hung_up_unread(greedy, 5000), "a client that does not read was kept");
+    rdt_conn_free(greedy);
+    /* a registration outlives -idle: the server is listed still */
+    cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0, "%s", out);
+    cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, a_listing_past_the_frame_limit_says_what_it_leaves_out)
+{
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", br.sock);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    struct rdt_conn *c[4] = {0};
+    char err[RDT_ERR_MAX], desc[RDB_DESC_MAX + 1];
+    memset(desc, 'd', RDB_DESC_MAX);
+    desc[RDB_DESC_MAX] = '\0';
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    for (int i = 0; i < 4 * 64; i++) { /* 64 records a connection */
+        if (i % 64 == 0)
+            cr_assert_eq(rdt_dial(&c[i / 64], &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+        char advert[256];
+        snprintf(advert, sizeof(advert), "tcp:Port=%d,Description=%0200d", 1000 + i, i);
+        json_t *reg =
+                   json_pack("{s:s, s:s, s:s}", "kind", "process", "advert", advert, "desc", desc),
+               *body = NULL;
+        enum rdb_type type = 0;
+        cr_assert_eq(rdb_send(c[i / 64], RDB_REGISTER, reg, 3000), 0);
+        json_decref(reg);
+        cr_assert_eq(rdb_recv(c[i / 64], &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(type, RDB_REGISTERED);
+        json_decref(body);
+    }
+    rdb_reader_free(&rd);
+    static char big[1 << 18];
+    cr_expect_eq(test_qr("localhost", big, sizeof(big)), 0, "%s", big);
+    int shown = test_count(big, "Remote Process Server");
+    cr_expect(shown > 50 && shown < 256, "%d rows", shown);
+    snprintf(want, sizeof(want), "rdq: -QR localhost: %d more servers not shown", 256 - shown);
+    cr_expect(strstr(big, want), "%s", want);
+    for (int i = 0; i < 4; i++)
+        rdt_conn_free(c[i]);
 }

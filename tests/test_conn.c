@@ -293,6 +293,25 @@ Test(auth, password_never_crosses_the_wire)
     test_server_stop(&t);
 }
 
+Test(auth, no_proof_goes_to_a_server_that_asks_for_none)
+{
+    struct test_server t;
+    struct test_relay r;
+    unsigned p = test_free_ports(1);
+    start(&t, "tcp:port=%u", p);
+    cr_assert_eq(test_relay_start(&r, p), 0);
+    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r.port), -EACCES);
+    cr_expect(strstr(err, "the server does not ask for a password"), "%s", err);
+    test_relay_join(&r);
+    /* the server's hello came; no client hello, and so no proof, went back */
+    cr_expect(memmem(r.buf, r.len, "RDQS", 4) != NULL);
+    cr_expect_null(memmem(r.buf, r.len, "RDQC", 4), "a client hello went to the server");
+    /* without the password the same server is reached */
+    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u", p), 0, "%s", err);
+    cr_expect_str_eq(greet, "welcome\n");
+    test_server_stop(&t);
+}
+
 Test(version, mismatch_is_named_on_both_ends)
 {
     struct test_server t;

@@ -406,6 +406,43 @@ Test(rdsrv, port_in_use_is_a_failure)
     cr_expect(strstr(out, want), "%s", out);
 }
 
+Test(rdsrv, errors_never_show_the_password)
+{
+    unsigned p = test_free_ports(1);
+    int fd = test_take_port(p);
+    cr_assert_geq(fd, 0);
+    char args[96];
+    snprintf(args, sizeof(args), "-t tcp:port=%u,password=Gnu42secret", p);
+    int rc = rdsrv_run(args);
+    close(fd);
+    cr_expect_eq(rc, 1, "%s", out);
+    cr_expect(strstr(out, "password=*"), "%s", out);
+    cr_expect_null(strstr(out, "Gnu42"), "the password was shown: %s", out);
+}
+
+Test(rdsrv, programs_it_starts_take_sigpipe_as_usual)
+{
+    /* rdsrv ignores SIGPIPE for itself: a program it starts (with -c) or a stub must not inherit
+     * that, or a writer to a closed pipe would go on forever */
+    char log[4096];
+    unsigned p = test_free_ports(1);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t",  t,
+                          "-stub", "cat", "-c",
+                          "sh",    "-c",  "grep SigIgn /proc/self/status; sleep 30",
+                          NULL};
+    spawn(argv, "sigpipe");
+    cr_assert(wait_log("sigpipe.log", "SigIgn:", 5000, log, sizeof(log)), "%s", log);
+    unsigned long long ign = ~0ULL;
+    cr_assert_eq(sscanf(strstr(log, "SigIgn:"), "SigIgn: %llx", &ign), 1, "%s", log);
+    cr_expect_eq(ign & (1ULL << (SIGPIPE - 1)), 0, "SIGPIPE is ignored in the program: %s", log);
+    int pid = 0;
+    const char *started = strstr(log, "Process started: pid ");
+    if (started && sscanf(started, "Process started: pid %d", &pid) == 1 && pid > 0)
+        kill(pid, SIGKILL);
+}
+
 Test(rdsrv, help)
 {
     cr_expect_eq(rdsrv_run("-?"), 0, "%s", out);

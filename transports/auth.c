@@ -9,11 +9,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define NONCE_LEN 32
 #define MAC_LEN 32
@@ -146,9 +146,9 @@ static void send_version_only(struct rdt_conn *c, struct auth *a)
 static int version_mismatch(struct rdt_conn *c, struct auth *a)
 {
     unsigned peer = frame_version(a);
-    if (a->role == RDT_ROLE_CLIENT)
+    if (a->role != RDT_ROLE_SERVER)
         send_version_only(c, a);
-    unsigned client = a->role == RDT_ROLE_CLIENT ? a->version : peer;
+    unsigned client = a->role != RDT_ROLE_SERVER ? a->version : peer;
     unsigned server = a->role == RDT_ROLE_SERVER ? a->version : peer;
     return auth_fail(a, -EPROTO,
                      "The client is not using same version of remoting protocol as the server "
@@ -169,14 +169,13 @@ static int check_header(struct rdt_conn *c, struct auth *a, enum frame_type want
     return 0;
 }
 
-/* Reads exactly one frame of `want`, never past its end: what follows belongs to the caller. */
+/* Reads exactly one frame of `want` (of a known size), never past its end: what follows belongs
+ * to the caller. A peer whose header differs is answered and failed before its body counts. */
 static int read_frame(struct rdt_conn *c, struct auth *a, enum frame_type want, size_t body_len)
 {
-    for (;;) {
-        size_t need = a->in_len < HDR_LEN ? HDR_LEN : HDR_LEN + body_len;
-        if (a->in_len == need && need > HDR_LEN)
-            return 0;
-        size_t n = 0;
+    const size_t need = HDR_LEN + body_len;
+    while (a->in_len < need) {
+        size_t n = 0, had = a->in_len;
         int rc = rdt_conn_read(c->next, a->in + a->in_len, need - a->in_len, &n);
         if (rc == -EAGAIN)
             return rc;
@@ -185,9 +184,10 @@ static int read_frame(struct rdt_conn *c, struct auth *a, enum frame_type want, 
         if (n == 0)
             return auth_fail(a, -ECONNRESET, "the peer closed the connection during the handshake");
         a->in_len += n;
-        if (a->in_len == HDR_LEN && (rc = check_header(c, a, want, body_len)))
+        if (had < HDR_LEN && a->in_len >= HDR_LEN && (rc = check_header(c, a, want, body_len)))
             return rc;
     }
+    return 0;
 }
 
 static int server_check_hello(struct auth *a)
@@ -238,7 +238,7 @@ static int server_step(struct rdt_conn *c, struct auth *a)
         if ((rc = flush_out(c, a)))
             return rc;
         a->state = ST_READ_HELLO;
-        /* fall through */
+        return -EAGAIN; /* the client cannot have answered a hello it has not had */
     case ST_READ_HELLO:
         if ((rc = read_frame(c, a, FRAME_CLIENT_HELLO, 1 + NONCE_LEN + MAC_LEN)))
             return rc;
@@ -269,9 +269,19 @@ static int client_step(struct rdt_conn *c, struct auth *a)
         if ((rc = read_frame(c, a, FRAME_SERVER_HELLO, 1 + NONCE_LEN)))
             return rc;
         a->server_wants_password = a->in[HDR_LEN] & FLAG_PASSWORD;
+        if (a->password[0] && !a->server_wants_password)
+            /* a proof would then go to a server that need not know the password: it could be
+             * one that only wants a proof to guess the password from */
+            return auth_fail(a, -EACCES,
+                             "the server does not ask for a password: it is not the server "
+                             "that password belongs to (leave password= out to reach it)");
         memcpy(a->nonce_s, a->in + HDR_LEN + 1, NONCE_LEN);
         a->in_len = 0;
         queue_client_hello(a);
+        if (a->role == RDT_ROLE_REQUESTER && !a->server_wants_password) {
+            a->state = ST_DONE; /* the hello goes with the first write */
+            return 0;
+        }
         a->state = ST_SEND_HELLO;
         /* fall through */
     case ST_SEND_HELLO:
@@ -313,13 +323,43 @@ static void auth_close(struct rdt_conn *c)
     free(a);
 }
 
+#define RIDE_MAX 4096 /* of a requester's first write, what rides with its hello */
+
+static bool hello_held(const struct auth *a)
+{
+    return a->state == ST_DONE && a->out_off < a->out_len;
+}
+
 static int auth_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
 {
-    return rdt_conn_read(c->next, buf, len, nread);
+    struct auth *a = c->ctx;
+    *nread = 0;
+    int rc = hello_held(a) ? flush_out(c, a) : 0; /* a requester that reads before writing */
+    return rc ? rc : rdt_conn_read(c->next, buf, len, nread);
+}
+
+/* A requester's held hello goes out in one write with the start of its request. */
+static int write_with_hello(struct rdt_conn *c, struct auth *a, const void *buf, size_t len,
+                            size_t *nwritten)
+{
+    uint8_t joined[HDR_LEN + BODY_MAX + RIDE_MAX];
+    size_t held = a->out_len - a->out_off, ride = len < RIDE_MAX ? len : RIDE_MAX, n = 0;
+    memcpy(joined, a->out + a->out_off, held);
+    memcpy(joined + held, buf, ride);
+    int rc = rdt_conn_write(c->next, joined, held + ride, &n);
+    if (rc)
+        return rc == -EAGAIN ? rc : auth_fail(a, rc, "%s", rdt_conn_error(c->next));
+    a->out_off += n < held ? n : held;
+    *nwritten = n > held ? n - held : 0;
+    return n > held ? 0 : -EAGAIN;
 }
 
 static int auth_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
 {
+    struct auth *a = c->ctx;
+    *nwritten = 0;
+    if (hello_held(a))
+        return write_with_hello(c, a, buf, len, nwritten);
     return rdt_conn_write(c->next, buf, len, nwritten);
 }
 
@@ -328,7 +368,7 @@ static short auth_events(struct rdt_conn *c)
     struct auth *a = c->ctx;
     if (!c->next->ready)
         return rdt_conn_events(c->next);
-    if (a->state == ST_SEND_HELLO || a->state == ST_SEND_VERDICT)
+    if (a->state == ST_SEND_HELLO || a->state == ST_SEND_VERDICT || hello_held(a))
         return POLLOUT;
     return a->state == ST_DONE ? rdt_conn_events(c->next) : POLLIN;
 }
@@ -362,7 +402,9 @@ struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const 
     a->role = role;
     a->version = version;
     snprintf(a->password, sizeof(a->password), "%s", password ? password : "");
-    if (RAND_bytes(role == RDT_ROLE_SERVER ? a->nonce_s : a->nonce_c, NONCE_LEN) != 1) {
+    /* the kernel's generator: fresh nonces without OpenSSL's generator's start-up */
+    uint8_t *nonce = role == RDT_ROLE_SERVER ? a->nonce_s : a->nonce_c;
+    if (getrandom(nonce, NONCE_LEN, 0) != NONCE_LEN) {
         rdt_conn_free(c);
         return NULL;
     }

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
 
 int rdt_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
@@ -45,6 +46,14 @@ void rdt_conn_free(struct rdt_conn *c)
         free(c);
         c = next;
     }
+}
+
+void rdt_conn_discard(struct rdt_conn *c)
+{
+    struct linger now = {.l_onoff = 1, .l_linger = 0};
+    if (c && c->fd >= 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now)); /* unix sockets ignore it */
+    rdt_conn_free(c);
 }
 
 /* Waits for the events the stack asks for; -ETIMEDOUT once `deadline` (ms, -1: none) passed. */

@@ -49,7 +49,9 @@ int rdt_pipe_path(const char *pipe, char *buf, size_t len, char *err, size_t err
     return 0;
 }
 
-/* Creates the pipe directory and its parent (0755 for root's shared one, 0700 otherwise). */
+/* Creates the pipe directory and its parents (0755 for root's shared one, 0700 otherwise), then
+ * checks the directory that holds the socket: another user who owns it, or may write to it,
+ * could put a socket of theirs where clients look for this server's. */
 static int make_pipe_dir(const char *path, char *err, size_t errlen)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -61,6 +63,20 @@ static int make_pipe_dir(const char *path, char *err, size_t errlen)
             return rdt_errf(-errno, err, errlen, "cannot create %s: %s", dir, strerror(errno));
         *p = '/';
     }
+    *strrchr(dir, '/') = '\0';
+    struct stat st;
+    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return rdt_errf(-ENOTDIR, err, errlen, "pipe directory %s is not a directory", dir);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return rdt_errf(-EPERM, err, errlen,
+                        "pipe directory %s belongs to uid %u: not safe for pipes of uid %u (set "
+                        "RDQ_PIPE_DIR to a directory of yours)",
+                        dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & 0022) && !(st.st_mode & S_ISVTX))
+        return rdt_errf(-EPERM, err, errlen,
+                        "pipe directory %s may be written by other users: not safe for pipes "
+                        "(chmod go-w it, or set RDQ_PIPE_DIR)",
+                        dir);
     return 0;
 }
 
@@ -105,14 +121,18 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
     struct sockaddr_un sa;
     unix_addr(b->path, &sa);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, SOMAXCONN) < 0) {
+    /* the socket is made 0666 as it is bound (any local user who may enter the directory may
+     * connect; a password or the broker's credentials check decide the rest) */
+    mode_t old = umask(0111);
+    rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (fd < 0 || rc < 0 || listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         if (fd >= 0)
             close(fd);
         b->path[0] = '\0';
         return rdt_errf(rc, err, errlen, "pipe %s: %s", b->name, strerror(-rc));
     }
-    chmod(b->path, 0666); /* any local user who may enter the directory may connect */
     b->fd = fd;
     return 0;
 }
@@ -199,22 +219,21 @@ int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *e
     return rdt_errf(-EADDRINUSE, err, errlen, "port: every port of %u:%u is in use", lo, hi);
 }
 
-void rdt_peer_name(int fd, char *buf, size_t len)
+void rdt_peer_name(int fd, bool unix_socket, char *buf, size_t len)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
     snprintf(buf, len, "unknown");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
-        return;
-    if (ss.ss_family == AF_UNIX) {
+    if (unix_socket) {
         struct ucred cr;
         socklen_t cl = sizeof(cr);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
             snprintf(buf, len, "uid %u", (unsigned)cr.uid);
         return;
     }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
     char host[INET6_ADDRSTRLEN];
-    if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0)
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0)
         snprintf(buf, len, "%s", strncmp(host, "::ffff:", 7) == 0 ? host + 7 : host);
 }
 
@@ -292,8 +311,10 @@ bool rdt_host_is_local(const char *host)
            (strlen(host) == short_len && strncmp(host, me, short_len) == 0);
 }
 
-static int connect_pipe(const struct rdt_tstring *ts, struct rdt_conn **out, char *err,
-                        size_t errlen)
+/* Connects to a local pipe without blocking: a server whose backlog is full (EAGAIN) is tried
+ * again until the deadline. */
+static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
+                        char *err, size_t errlen)
 {
     if (!rdt_host_is_local(ts->server))
         return rdt_errf(-EHOSTUNREACH, err, errlen,
@@ -306,15 +327,23 @@ static int connect_pipe(const struct rdt_tstring *ts, struct rdt_conn **out, cha
         return rc;
     struct sockaddr_un sa;
     unix_addr(path, &sa);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    while (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         rc = -errno;
-        if (fd >= 0)
-            close(fd);
+        if (rc == -EAGAIN && rdt_now_ms() < deadline) {
+            poll(NULL, 0, 10);
+            continue;
+        }
+        close(fd);
+        if (rc == -EAGAIN)
+            return rdt_errf(-ETIMEDOUT, err, errlen,
+                            "npipe: pipe %s: the server is busy (it accepts no connection)",
+                            ts->pipe);
         return rdt_errf(rc, err, errlen, "npipe: no server on pipe %s (%s)", ts->pipe,
                         rc == -ENOENT || rc == -ECONNREFUSED ? "no such pipe" : strerror(-rc));
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (fd < 0)
+        return rdt_errf(-errno, err, errlen, "npipe: socket: %s", strerror(errno));
     *out = rdt_sock_conn(&rdt_unix_ops, fd);
     return *out ? 0 : -ENOMEM;
 }
@@ -323,7 +352,7 @@ static int connect_pipe(const struct rdt_tstring *ts, struct rdt_conn **out, cha
 static bool peer_is(int fd, const struct addrinfo *ai)
 {
     char peer[INET6_ADDRSTRLEN + 8], want[INET6_ADDRSTRLEN];
-    rdt_peer_name(fd, peer, sizeof(peer));
+    rdt_peer_name(fd, false, peer, sizeof(peer));
     for (; ai; ai = ai->ai_next) {
         if (getnameinfo(ai->ai_addr, ai->ai_addrlen, want, sizeof(want), NULL, 0, NI_NUMERICHOST) !=
             0)
@@ -371,15 +400,15 @@ static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct r
     return rc;
 }
 
-int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
-             int timeout_ms, char *err, size_t errlen)
+static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+                enum rdt_role role, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc;
     if (ts->proto == RDT_NPIPE)
-        rc = connect_pipe(ts, &c, err, errlen);
+        rc = connect_pipe(ts, deadline, &c, err, errlen);
     else if (ts->proto == RDT_TCP && ts->clicon[0])
         rc = await_server(ts, deadline, &c, err, errlen);
     else if (ts->proto == RDT_TCP)
@@ -389,7 +418,7 @@ int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *pa
                       rdt_proto_name(ts->proto));
     if (rc)
         return rc;
-    c = rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password, RDT_PROTOCOL_VERSION);
+    c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);
     if (!c)
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
     int64_t left = deadline - rdt_now_ms();
@@ -405,4 +434,16 @@ int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *pa
     }
     *out = c;
     return 0;
+}
+
+int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+             int timeout_ms, char *err, size_t errlen)
+{
+    return dial(out, ts, password, RDT_ROLE_CLIENT, timeout_ms, err, errlen);
+}
+
+int rdt_dial_requester(struct rdt_conn **out, const struct rdt_tstring *ts, int timeout_ms,
+                       char *err, size_t errlen)
+{
+    return dial(out, ts, NULL, RDT_ROLE_REQUESTER, timeout_ms, err, errlen);
 }

@@ -163,27 +163,21 @@ static void pending_step(struct pending *p)
     }
     short ev = rdt_conn_events(p->conn) & POLLOUT ? EV_WRITE : EV_READ;
     struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
-    event_free(p->ev);
-    p->ev = event_new(p->srv->base, p->conn->fd, ev, pending_cb, p);
-    if (!p->ev || event_add(p->ev, &tv) < 0)
+    if (event_get_fd(p->ev) != p->conn->fd || event_get_events(p->ev) != ev) {
+        event_del(p->ev);
+        event_assign(p->ev, p->srv->base, p->conn->fd, ev, pending_cb, p);
+    }
+    if (event_add(p->ev, &tv) < 0)
         pending_done(p, -ENOMEM);
 }
 
 static void pending_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     struct pending *p = arg;
-    if (what & EV_TIMEOUT)
+    if ((what & EV_TIMEOUT) && fd >= 0)
         pending_done(p, -ETIMEDOUT);
     else
-        pending_step(p);
-}
-
-static void pending_start_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    pending_step(arg);
+        pending_step(p); /* a penalty's wait is over, or the socket is ready */
 }
 
 /* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
@@ -207,9 +201,12 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     unsigned delay = rdt_server_penalty_ms(srv, peer);
     p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
     struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
-    p->ev = evtimer_new(srv->base, pending_start_cb, p);
-    if (!p->ev || evtimer_add(p->ev, &tv) < 0)
+    /* one event serves the whole handshake: first the penalty's wait, if any, then the socket */
+    p->ev = event_new(srv->base, -1, 0, pending_cb, p);
+    if (!p->ev || (delay && evtimer_add(p->ev, &tv) < 0))
         pending_done(p, -ENOMEM);
+    else if (!delay)
+        pending_step(p);
 }
 
 /* ---- Accepting ---- */
@@ -243,13 +240,13 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             return;
         }
         char peer[64];
-        rdt_peer_name(fd, peer, sizeof(peer));
+        bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
+        rdt_peer_name(fd, pipe, peer, sizeof(peer));
         if (srv->npending >= PENDING_MAX) {
             close(fd);
             report(srv, peer, "%s: turned away: too many handshakes in progress", peer);
             continue;
         }
-        bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
         pending_add(srv, rdt_sock_conn(pipe ? &rdt_unix_ops : &rdt_tcp_ops, fd), peer);
     }
 }

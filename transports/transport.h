@@ -67,6 +67,11 @@ int rdt_format(const struct rdt_tstring *ts, enum rdt_form form, const char *hos
 /* Expands the printf codes of a pipe name: the first becomes `pid`, a second `tid`. */
 int rdt_pipe_expand(const char *name, pid_t pid, pid_t tid, char *buf, size_t len);
 
+/* A transport string as a message may quote it: any password value as *, control characters as
+ * ?, cut after 60 characters. Returns buf. */
+#define RDT_ECHO_LEN 64
+const char *rdt_echo(const char *s, char buf[RDT_ECHO_LEN]);
+
 /* The names of a protocol and a side, for messages. */
 const char *rdt_proto_name(enum rdt_proto p);
 const char *rdt_side_name(enum rdt_side s);
@@ -138,6 +143,10 @@ struct rdt_conn *rdt_conn_push(const struct rdt_ops *ops, void *ctx, struct rdt_
 
 /* Closes and frees every layer of the stack. Accepts NULL. */
 void rdt_conn_free(struct rdt_conn *c);
+/* Frees a connection whose exchange is complete, every byte of the answer read: over tcp it ends
+ * with a reset, which leaves no TIME_WAIT socket behind on either end (a client that asks many
+ * times a second would otherwise fill its ports with them). */
+void rdt_conn_discard(struct rdt_conn *c);
 
 /* Blocking helpers over the non-blocking ops, each bounded by `timeout_ms` (-1: none). */
 int rdt_conn_open_wait(struct rdt_conn *c, int timeout_ms);
@@ -154,7 +163,10 @@ struct rdt_conn *rdt_sock_conn(const struct rdt_ops *ops, int fd);
 #define RDT_PROTOCOL_VERSION 1
 #define RDT_ACCESS_DENIED "Error 0x80004005"
 
-enum rdt_role { RDT_ROLE_SERVER, RDT_ROLE_CLIENT };
+/* A requester is a client that writes a request as soon as the session layer is done (a broker
+ * query, a registration): its hello is held back to go out with that request, in one write. A
+ * plain client sends its hello at once, for servers that speak first after the handshake. */
+enum rdt_role { RDT_ROLE_SERVER, RDT_ROLE_CLIENT, RDT_ROLE_REQUESTER };
 
 /* Stacks the session layer on `next`. The server end speaks first and, when `password` is set,
  * wants proof of it; the client proves it by HMAC over both ends' nonces, never sending it.
@@ -190,6 +202,9 @@ void rdt_unbind(struct rdt_bound *b);
  * `timeout_ms`. `password` overrides the string's (for Password=*). */
 int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
              int timeout_ms, char *err, size_t errlen);
+/* The same as a requester (RDT_ROLE_REQUESTER): the caller writes first. */
+int rdt_dial_requester(struct rdt_conn **out, const struct rdt_tstring *ts, int timeout_ms,
+                       char *err, size_t errlen);
 
 /* True for a host name that means this host: ".", "localhost", loopback literals, the host name. */
 bool rdt_host_is_local(const char *host);

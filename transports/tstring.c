@@ -11,7 +11,8 @@
 
 #include "transport.h"
 
-#define ECHO_MAX 60         /* longest piece of user text quoted in a message */
+#define ECHO_MAX 60 /* longest piece of user text quoted in a message */
+_Static_assert(ECHO_MAX + 4 <= RDT_ECHO_LEN, "rdt_echo's buffer holds an echo");
 #define COM_NUMBER_MAX 4096 /* highest n in COMn */
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -189,6 +190,11 @@ static const char *echo(char *dst, const char *s, size_t n)
     snprintf(dst, ECHO_MAX + 4, "%.*s%s", ECHO_MAX, tmp, w > ECHO_MAX ? "..." : "");
     wipe(tmp, sizeof tmp);
     return dst;
+}
+
+const char *rdt_echo(const char *s, char buf[RDT_ECHO_LEN])
+{
+    return echo(buf, s, strlen(s));
 }
 
 PRINTF_LIKE(2, 3) static int fail(struct parse *p, const char *fmt, ...)
