@@ -516,24 +516,22 @@ static void conn_event(struct bconn *c, short what)
         conn_free(c);
 }
 
-/* Members of the configured group: the process's own groups, from /proc. */
-static bool in_group(const struct rdb_broker *b, const struct ucred *cr)
+/* Members of the configured group: the peer's groups as they were when it connected, from the
+ * kernel (SO_PEERGROUPS), never from a file a later process could stand behind. */
+static bool in_group(const struct rdb_broker *b, int fd, const struct ucred *cr)
 {
     if (!b->cfg.have_group)
         return false;
-    char path[64], line[1024];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)cr->pid);
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f && !found && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "Groups:", 7) != 0)
-            continue;
-        for (char *t = strtok(line + 7, " \t\n"); t && !found; t = strtok(NULL, " \t\n"))
-            found = (gid_t)strtoul(t, NULL, 10) == b->cfg.group;
-    }
-    if (f)
-        fclose(f);
-    return found || cr->gid == b->cfg.group;
+    if (cr->gid == b->cfg.group)
+        return true;
+    gid_t groups[256];
+    socklen_t len = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        return false; /* more than 256 groups, or an old kernel: the primary group only */
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        if (groups[i] == b->cfg.group)
+            return true;
+    return false;
 }
 
 /* Connections of one peer already served: an address, or a local user but root. */
@@ -583,7 +581,7 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->local = local;
     c->cred = cred;
-    c->privileged = c->local && (c->cred.uid == 0 || in_group(b, &c->cred));
+    c->privileged = c->local && (c->cred.uid == 0 || in_group(b, conn->fd, &c->cred));
     rdb_reader_init(&c->rd);
     LIST_INSERT_HEAD(&b->conns, c, link);
     b->nconns++;

@@ -255,34 +255,52 @@ static int ask_password(char *buf, size_t len)
     return 0;
 }
 
-/* Copies stdin to the connection and the connection to stdout until the server ends. */
+static int pump_fail(struct rdt_conn *c, int rc)
+{
+    const char *e = rdt_conn_error(c);
+    fprintf(stderr, "rdq: %s\n", e && *e ? e : strerror(-rc));
+    return EXIT_FAIL;
+}
+
+/* Copies stdin to the connection and the connection to stdout until the server ends. What the
+ * connection does not take at once waits in `pend` while the connection is still read, so that
+ * neither end waits on the other with full buffers both ways. */
 static int pump(struct rdt_conn *c)
 {
-    char buf[65536];
-    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = rdt_conn_fd(c), .events = POLLIN}};
+    static char buf[65536], pend[65536];
+    size_t pend_off = 0, pend_len = 0;
+    bool in_done = false;
     for (;;) {
+        short want = (short)(rdt_conn_events(c) | (pend_len ? POLLOUT : 0));
+        struct pollfd p[2] = {{.fd = in_done || pend_len ? -1 : 0, .events = POLLIN},
+                              {.fd = rdt_conn_fd(c), .events = want}};
         if (poll(p, 2, -1) < 0 && errno != EINTR)
-            return EXIT_FAIL;
+            return pump_fail(c, -errno);
         size_t n = 0;
-        if (p[1].revents) {
+        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             int rc = rdt_conn_read(c, buf, sizeof(buf), &n);
             if (rc == 0 && n == 0)
                 return EXIT_OK; /* the stub ended */
-            if (rc && rc != -EAGAIN) {
-                fprintf(stderr, "rdq: %s\n", rdt_conn_error(c));
-                return EXIT_FAIL;
-            }
+            if (rc && rc != -EAGAIN)
+                return pump_fail(c, rc);
             if (n && write(1, buf, n) != (ssize_t)n)
-                return EXIT_FAIL;
+                return EXIT_FAIL; /* the debugger is gone */
+        }
+        if (pend_len) {
+            int rc = rdt_conn_write(c, pend + pend_off, pend_len, &n);
+            if (rc && rc != -EAGAIN)
+                return pump_fail(c, rc);
+            pend_off += n;
+            pend_len -= n;
         }
         if (p[0].revents) {
-            ssize_t r = read(0, buf, sizeof(buf));
+            ssize_t r = read(0, pend, sizeof(pend));
             if (r <= 0) {
                 shutdown(rdt_conn_fd(c), SHUT_WR); /* let the stub see the end, then drain */
-                p[0].fd = -1;
-            } else if (rdt_conn_write_all(c, buf, (size_t)r, 30000) != 0) {
-                fprintf(stderr, "rdq: %s\n", rdt_conn_error(c));
-                return EXIT_FAIL;
+                in_done = true;
+            } else {
+                pend_off = 0;
+                pend_len = (size_t)r;
             }
         }
     }

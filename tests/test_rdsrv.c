@@ -245,6 +245,25 @@ Test(rdsrv, premote_reaches_an_npipe_server)
     stop(s);
 }
 
+Test(rdsrv, premote_carries_a_flood_both_ways_at_once)
+{
+    /* 64 MB through a stub that echoes it as it comes: all of it comes back while both
+     * directions are busy at once */
+    unsigned p = test_free_ports(1);
+    char t[64], log[4096], cmd[256];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "flood");
+    cr_assert(wait_log("flood.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    snprintf(cmd, sizeof(cmd),
+             "head -c 64000000 /dev/zero | timeout 60 rdq -premote tcp:server=127.0.0.1,port=%u | "
+             "wc -c",
+             p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), false), 0, "%s", out);
+    cr_expect_eq(strtol(out, NULL, 10), 64000000, "%s", out);
+    stop(s);
+}
+
 Test(rdsrv, start_message_gives_the_client_string)
 {
     unsigned p = test_free_ports(1);
