@@ -5,11 +5,13 @@
  * knows that the other holds the password. Frames are described in docs/protocol.md. */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/opensslv.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,45 @@ static int auth_fail(struct auth *a, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* OpenSSL's libcrypto is loaded the first time a password needs it: a program that only talks
+ * to servers without passwords (rdq -QR, most of the time) never pays for loading it. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define LIBCRYPTO "libcrypto.so." STR(OPENSSL_VERSION_MAJOR)
+
+static struct {
+    __typeof__(HMAC) *hmac;
+    __typeof__(EVP_sha256) *sha256;
+    char err[200];
+} crypto;
+
+static void crypto_load(void)
+{
+    void *lib = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
+    if (lib) {
+        crypto.hmac = (__typeof__(HMAC) *)dlsym(lib, "HMAC");
+        crypto.sha256 = (__typeof__(EVP_sha256) *)dlsym(lib, "EVP_sha256");
+    }
+    if (!crypto.hmac || !crypto.sha256)
+        snprintf(crypto.err, sizeof(crypto.err), "%s", lib ? "HMAC is missing" : dlerror());
+}
+
+static bool crypto_ready(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crypto_load);
+    return crypto.hmac && crypto.sha256;
+}
+
+/* Compares in constant time: how long it takes says nothing of where two proofs differ. */
+static bool same_mac(const uint8_t *x, const uint8_t *y)
+{
+    volatile uint8_t diff = 0;
+    for (size_t i = 0; i < MAC_LEN; i++)
+        diff |= x[i] ^ y[i];
+    return diff == 0;
+}
+
 static void mac(const struct auth *a, const char *label, const uint8_t *n1, const uint8_t *n2,
                 uint8_t out[MAC_LEN])
 {
@@ -64,7 +105,11 @@ static void mac(const struct auth *a, const char *label, const uint8_t *n1, cons
     memcpy(msg + l, n1, NONCE_LEN);
     memcpy(msg + l + NONCE_LEN, n2, NONCE_LEN);
     unsigned int md_len = MAC_LEN;
-    HMAC(EVP_sha256(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN, out, &md_len);
+    memset(out, 0, MAC_LEN);
+    if (crypto_ready()) /* auth_open checked it before any proof */
+        crypto.hmac(crypto.sha256(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN,
+                    out, &md_len);
+    explicit_bzero(msg, sizeof(msg));
 }
 
 static void put_frame(struct auth *a, enum frame_type type, const uint8_t *body, size_t len)
@@ -198,8 +243,8 @@ static int server_check_hello(struct auth *a)
         return 0;
     uint8_t want[MAC_LEN];
     mac(a, "rdq client", a->nonce_s, a->nonce_c, want);
-    bool ok = (body[0] & FLAG_PASSWORD) && CRYPTO_memcmp(want, body + 1 + NONCE_LEN, MAC_LEN) == 0;
-    OPENSSL_cleanse(want, sizeof(want));
+    bool ok = (body[0] & FLAG_PASSWORD) && same_mac(want, body + 1 + NONCE_LEN);
+    explicit_bzero(want, sizeof(want));
     if (ok) {
         queue_verdict(a, VERDICT_OK);
         return 0;
@@ -223,8 +268,8 @@ static int client_check_verdict(struct auth *a)
     }
     uint8_t want[MAC_LEN];
     mac(a, "rdq server", a->nonce_c, a->nonce_s, want);
-    bool ok = CRYPTO_memcmp(want, body + 1, MAC_LEN) == 0;
-    OPENSSL_cleanse(want, sizeof(want));
+    bool ok = same_mac(want, body + 1);
+    explicit_bzero(want, sizeof(want));
     if (!ok)
         return auth_fail(a, -EACCES, "the server could not prove that it knows the password");
     return 0;
@@ -313,13 +358,16 @@ static int auth_open(struct rdt_conn *c)
         return auth_fail(a, rc, "%s", rdt_conn_error(c->next));
     if (a->state == ST_FAILED)
         return -EPROTO;
+    if (a->password[0] && !crypto_ready())
+        return auth_fail(a, -ENOPKG, "a password needs OpenSSL's %s, which cannot be loaded: %s",
+                         LIBCRYPTO, crypto.err);
     return a->role == RDT_ROLE_SERVER ? server_step(c, a) : client_step(c, a);
 }
 
 static void auth_close(struct rdt_conn *c)
 {
     struct auth *a = c->ctx;
-    OPENSSL_cleanse(a, sizeof(*a));
+    explicit_bzero(a, sizeof(*a));
     free(a);
 }
 
