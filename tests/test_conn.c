@@ -252,6 +252,14 @@ Test(auth, wrong_password_is_refused_and_slowed)
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     cr_expect_eq(poll(&pf, 1, 100), 0, "a refused peer is answered only after its hold-back");
+    /* and while that attempt waits, another from the same peer is turned away at once */
+    int fd2 = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(fd2, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct pollfd pf2 = {.fd = fd2, .events = POLLIN};
+    char byte;
+    cr_expect_eq(poll(&pf2, 1, 300), 1, "a second attempt was not turned away");
+    cr_expect_leq(read(fd2, &byte, 1), 0, "a second attempt was served");
+    close(fd2);
     cr_expect_eq(poll(&pf, 1, 3000), 1, "and answered after it");
     close(fd);
     /* the right password still works, and clears the record */

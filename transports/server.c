@@ -182,8 +182,28 @@ static void pending_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
  * was refused a password lately. */
+static bool peer_pending(const struct rdt_server *srv, const char *peer)
+{
+    const struct pending *p;
+    LIST_FOREACH(p, &srv->pending, link)
+    if (strcmp(p->peer, peer) == 0)
+        return true;
+    return false;
+}
+
 static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer)
 {
+    unsigned delay = rdt_server_penalty_ms(srv, peer);
+    if (delay && peer_pending(srv, peer)) {
+        /* one attempt at a time from a peer that was refused a password, each held back: more
+         * connections at once would not make its guesses come faster */
+        rdt_conn_free(conn);
+        report(srv, peer,
+               "%s: turned away: its last password was refused and an attempt of "
+               "its is in progress",
+               peer);
+        return;
+    }
     struct pending *p = calloc(1, sizeof(*p));
     conn =
         conn ? rdt_auth_conn(conn, RDT_ROLE_SERVER, srv->ts.password, RDT_PROTOCOL_VERSION) : NULL;
@@ -198,7 +218,6 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
     LIST_INSERT_HEAD(&srv->pending, p, link);
     srv->npending++;
-    unsigned delay = rdt_server_penalty_ms(srv, peer);
     p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
     struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
     /* one event serves the whole handshake: first the penalty's wait, if any, then the socket */
