@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +442,13 @@ static void on_relay(struct bconn *c, json_t *body)
         free(r);
         return conn_refuse(c, fail);
     }
+    /* a relay lasts as long as its debugging session, idle or not; keepalives find a client
+     * host that went away without a word (tcp only; a pipe endpoint ignores them) */
+    int on = 1, idle = 60, intvl = 10, cnt = 6;
+    setsockopt(c->conn->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(c->conn->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(c->conn->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(c->conn->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     logf_(b, LOG_INFO, "%s: relayed to pipe %s", c->peer, name);
     event_del(c->ev);
     r->b = b;

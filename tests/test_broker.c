@@ -360,6 +360,14 @@ Test(broker, relay_reaches_a_pipe_of_this_host_from_another)
                           out, sizeof(out), true),
                  0, "%s", out);
     cr_expect_str_eq(out, "through-the-relay\n");
+    /* 16 at once, each its own relay: the pipe server's hello right after RELAYED is never lost */
+    cr_expect_eq(test_run("for i in $(seq 16); do (echo relay-$i | rdq -premote "
+                          "npipe:server=127.0.0.2,pipe=relayme,password=Pw12 || echo failed-$i) & "
+                          "done; wait",
+                          out, sizeof(out), true),
+                 0, "%s", out);
+    cr_expect_eq(test_count(out, "relay-"), 16, "%s", out);
+    cr_expect_null(strstr(out, "failed"), "%s", out);
     cr_expect_eq(test_run("rdq -premote npipe:server=127.0.0.2,pipe=relayme,password=Pw13", out,
                           sizeof(out), true),
                  1);
