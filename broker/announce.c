@@ -1,15 +1,21 @@
 /* Keeping a server endpoint registered with the local broker: the registration connection stays
- * open for as long as the record should live, and is made again whenever a broker appears. */
+ * open for as long as the record should live, and is made again whenever a broker appears. The
+ * first attempt waits for its answer (so that a server knows at once whether it is listed); the
+ * later ones run on the server's event loop and never hold it up, even when a broker accepts and
+ * then does not answer. */
 #include "broker.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RETRY_MS 250
 #define REGISTER_TIMEOUT_MS 1000
+
+enum phase { IDLE, OPENING, SENDING, WAITING, REGISTERED };
 
 struct rdb_announce {
     struct event_base *base;
@@ -18,9 +24,13 @@ struct rdb_announce {
     void (*note)(const char *msg, void *arg);
     void *arg;
     struct rdt_conn *conn;
-    struct event *watch; /* the registration connection: readable means the broker is gone */
+    enum phase phase;
+    uint8_t *frame; /* the REGISTER frame */
+    size_t frame_len, frame_off;
+    struct rdb_reader rd;
+    int64_t deadline;
+    struct event *ev; /* the connection: the attempt's steps, then the watch for the broker's end */
     struct event *retry;
-    bool registered;
     bool said_absent;
 };
 
@@ -32,12 +42,93 @@ static void schedule_retry(struct rdb_announce *a, unsigned ms)
 
 static void drop_conn(struct rdb_announce *a)
 {
-    if (a->watch)
-        event_free(a->watch);
-    a->watch = NULL;
+    event_del(a->ev);
     rdt_conn_free(a->conn);
     a->conn = NULL;
-    a->registered = false;
+    free(a->frame);
+    a->frame = NULL;
+    rdb_reader_free(&a->rd);
+    a->phase = IDLE;
+}
+
+/* Dials the broker and queues the REGISTER frame. */
+static int begin(struct rdb_announce *a, char *err, size_t errlen)
+{
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", a->sock_path);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    int rc = rdt_dial_start(&a->conn, &ts, RDT_ROLE_REQUESTER, err, errlen);
+    if (rc)
+        return rc;
+    json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),
+                             "advert", a->entry.advert, "hidden", a->entry.hidden, "clicon",
+                             a->entry.clicon, "desc", a->entry.desc);
+    a->frame = rdb_frame_encode(RDB_REGISTER, body, &a->frame_len);
+    json_decref(body);
+    if (!a->frame)
+        return snprintf(err, errlen, "the registration does not fit in a frame"), -EMSGSIZE;
+    a->frame_off = 0;
+    rdb_reader_init(&a->rd);
+    a->deadline = rdt_now_ms() + REGISTER_TIMEOUT_MS;
+    a->phase = OPENING;
+    return 0;
+}
+
+/* Reads the broker's answer: 0 once REGISTERED came. */
+static int read_reply(struct rdb_announce *a, char *err, size_t errlen)
+{
+    for (;;) {
+        enum rdb_type type;
+        json_t *reply = NULL;
+        int rc = rdb_reader_next(&a->rd, &type, &reply, err, errlen);
+        if (rc > 0 && type != RDB_REGISTERED) {
+            const char *msg = "unexpected answer";
+            json_unpack(reply, "{s:s}", "message", &msg);
+            snprintf(err, errlen, "the broker refused the registration: %s", msg);
+            rc = -EPROTO;
+        }
+        json_decref(reply);
+        if (rc)
+            return rc > 0 ? 0 : rc;
+        uint8_t buf[1024];
+        size_t n = 0;
+        if ((rc = rdt_conn_read(a->conn, buf, sizeof(buf), &n)) == 0 && n == 0)
+            rc = -ECONNRESET, snprintf(err, errlen, "the broker closed the connection");
+        else if (rc && rc != -EAGAIN)
+            snprintf(err, errlen, "%s", rdt_conn_error(a->conn));
+        if (rc == 0)
+            rc = rdb_reader_feed(&a->rd, buf, n);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Takes the attempt as far as it goes without waiting: 0 when registered, -EAGAIN to wait for
+ * the connection (the events of wait_events), else the reason in err. */
+static int advance(struct rdb_announce *a, char *err, size_t errlen)
+{
+    int rc;
+    if (a->phase == OPENING) {
+        if ((rc = rdt_conn_open_step(a->conn)))
+            return rc == -EAGAIN ? rc : (snprintf(err, errlen, "%s", rdt_conn_error(a->conn)), rc);
+        a->phase = SENDING;
+    }
+    while (a->phase == SENDING && a->frame_off < a->frame_len) {
+        size_t n = 0;
+        if ((rc =
+                 rdt_conn_write(a->conn, a->frame + a->frame_off, a->frame_len - a->frame_off, &n)))
+            return rc == -EAGAIN ? rc : (snprintf(err, errlen, "%s", rdt_conn_error(a->conn)), rc);
+        a->frame_off += n;
+    }
+    a->phase = WAITING;
+    if ((rc = read_reply(a, err, errlen)) == 0)
+        a->phase = REGISTERED;
+    return rc;
+}
+
+static short wait_events(const struct rdb_announce *a)
+{
+    return a->phase == WAITING ? POLLIN : rdt_conn_events(a->conn);
 }
 
 static void watch_cb(evutil_socket_t fd, short what, void *arg)
@@ -54,58 +145,27 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     schedule_retry(a, 0); /* a restarting broker: come back as soon as it answers */
 }
 
-/* Registers over a new connection; 0 on success, else the reason in err. */
-static int try_register(struct rdb_announce *a, char *err, size_t errlen)
+/* The end of an attempt: watch the broker's end of a registration, or say why there is none and
+ * try again later. */
+static void finish(struct rdb_announce *a, int rc, const char *err)
 {
-    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
-    snprintf(ts.pipe, sizeof(ts.pipe), "%s", a->sock_path);
-    snprintf(ts.server, sizeof(ts.server), "localhost");
-    int rc = rdt_dial_requester(&a->conn, &ts, REGISTER_TIMEOUT_MS, err, errlen);
-    if (rc)
-        return rc;
-    json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),
-                             "advert", a->entry.advert, "hidden", a->entry.hidden, "clicon",
-                             a->entry.clicon, "desc", a->entry.desc);
-    rc = rdb_send(a->conn, RDB_REGISTER, body, REGISTER_TIMEOUT_MS);
-    json_decref(body);
-    struct rdb_reader rd;
-    rdb_reader_init(&rd);
-    enum rdb_type type;
-    json_t *reply = NULL;
-    if (rc == 0)
-        rc = rdb_recv(a->conn, &rd, &type, &reply, REGISTER_TIMEOUT_MS, err, errlen);
-    if (rc == 0 && type != RDB_REGISTERED) {
-        const char *msg = "unexpected answer";
-        json_unpack(reply, "{s:s}", "message", &msg);
-        snprintf(err, errlen, "the broker refused the registration: %s", msg);
-        rc = -EPROTO;
-    }
-    json_decref(reply);
-    rdb_reader_free(&rd);
-    if (rc)
+    char msg[2 * RDT_ERR_MAX];
+    if (rc) {
         drop_conn(a);
-    return rc;
-}
-
-static void attempt(struct rdb_announce *a)
-{
-    char err[RDT_ERR_MAX], msg[2 * RDT_ERR_MAX];
-    if (try_register(a, err, sizeof(err)) != 0) {
         if (!a->said_absent && a->note) {
+            bool absent = strstr(err, "no server on pipe") != NULL;
             snprintf(msg, sizeof(msg),
                      "not discoverable: %s%s; serving anyway, and registering when a broker "
                      "starts",
-                     strstr(err, "no server on pipe") ? "no broker answers on " : "",
-                     strstr(err, "no server on pipe") ? a->sock_path : err);
+                     absent ? "no broker answers on " : "", absent ? a->sock_path : err);
             a->note(msg, a->arg);
         }
         a->said_absent = true;
         schedule_retry(a, RETRY_MS);
         return;
     }
-    a->watch = event_new(a->base, a->conn->fd, EV_READ | EV_PERSIST, watch_cb, a);
-    event_add(a->watch, NULL);
-    a->registered = true;
+    event_assign(a->ev, a->base, rdt_conn_fd(a->conn), EV_READ | EV_PERSIST, watch_cb, a);
+    event_add(a->ev, NULL);
     if (a->said_absent && a->note) {
         snprintf(msg, sizeof(msg), "registered with the broker on %s", a->sock_path);
         a->note(msg, a->arg);
@@ -113,11 +173,61 @@ static void attempt(struct rdb_announce *a)
     }
 }
 
+static void step_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The later attempts: one step at a time on the loop, within REGISTER_TIMEOUT_MS. */
+static void step(struct rdb_announce *a)
+{
+    char err[RDT_ERR_MAX] = "";
+    int rc = advance(a, err, sizeof(err));
+    int64_t left = a->deadline - rdt_now_ms();
+    if (rc == -EAGAIN && left <= 0)
+        rc = -ETIMEDOUT, snprintf(err, sizeof(err), "the broker did not answer in time");
+    if (rc != -EAGAIN) {
+        finish(a, rc, err);
+        return;
+    }
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    event_del(a->ev);
+    event_assign(a->ev, a->base, rdt_conn_fd(a->conn),
+                 wait_events(a) & POLLOUT ? EV_WRITE : EV_READ, step_cb, a);
+    event_add(a->ev, &tv);
+}
+
+static void step_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    step(arg); /* a timeout shows as the deadline passed */
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    attempt(arg);
+    struct rdb_announce *a = arg;
+    char err[RDT_ERR_MAX] = "";
+    int rc = begin(a, err, sizeof(err));
+    if (rc)
+        finish(a, rc, err);
+    else
+        step(a);
+}
+
+/* The first attempt, waited for. */
+static void first_attempt(struct rdb_announce *a)
+{
+    char err[RDT_ERR_MAX] = "";
+    int rc = begin(a, err, sizeof(err));
+    while (rc == 0 && (rc = advance(a, err, sizeof(err))) == -EAGAIN) {
+        int64_t left = a->deadline - rdt_now_ms();
+        struct pollfd p = {.fd = rdt_conn_fd(a->conn), .events = wait_events(a)};
+        if (left <= 0 || poll(&p, 1, (int)left) == 0)
+            rc = -ETIMEDOUT, snprintf(err, sizeof(err), "the broker did not answer in time");
+        else
+            rc = 0;
+    }
+    finish(a, rc, err);
 }
 
 int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const char *sock_path,
@@ -134,11 +244,12 @@ int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const 
     a->note = note;
     a->arg = arg;
     a->retry = evtimer_new(base, retry_cb, a);
-    if (!a->retry) {
-        free(a);
+    a->ev = event_new(base, -1, 0, step_cb, a);
+    if (!a->retry || !a->ev) {
+        rdb_announce_free(a);
         return -ENOMEM;
     }
-    attempt(a);
+    first_attempt(a);
     *out = a;
     return 0;
 }
@@ -147,12 +258,16 @@ void rdb_announce_free(struct rdb_announce *a)
 {
     if (!a)
         return;
-    drop_conn(a);
-    event_free(a->retry);
+    if (a->ev) {
+        drop_conn(a);
+        event_free(a->ev);
+    }
+    if (a->retry)
+        event_free(a->retry);
     free(a);
 }
 
 bool rdb_announce_registered(const struct rdb_announce *a)
 {
-    return a->registered;
+    return a->phase == REGISTERED;
 }

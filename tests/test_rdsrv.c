@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -262,6 +264,33 @@ Test(rdsrv, premote_carries_a_flood_both_ways_at_once)
     cr_expect_eq(test_run(cmd, out, sizeof(out), false), 0, "%s", out);
     cr_expect_eq(strtol(out, NULL, 10), 64000000, "%s", out);
     stop(s);
+}
+
+Test(rdsrv, a_broker_that_does_not_answer_holds_nothing_up)
+{
+    /* a socket that takes connections and never answers: every registration attempt times
+     * out, and meanwhile the server serves its clients as if nothing were wrong */
+    char fake[160], t[64], log[4096], cmd[256];
+    snprintf(fake, sizeof(fake), "%s/mute.sock", br.dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fake);
+    int mute = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_eq(bind(mute, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(mute, 4096), 0);
+    unsigned p = test_free_ports(1);
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", fake, NULL};
+    pid_t s = spawn(argv, "mute");
+    cr_assert(wait_log("mute.log", "not discoverable", 5000, log, sizeof(log)), "%s", log);
+    cr_expect(strstr(log, "the broker did not answer in time"), "%s", log);
+    for (int i = 0; i < 8; i++) { /* over several of its retries */
+        snprintf(cmd, sizeof(cmd),
+                 "echo ping-%d | rdq -premote -timeout 500 tcp:server=127.0.0.1,port=%u", i, p);
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "attempt %d: %s", i, out);
+        usleep(100 * 1000);
+    }
+    stop(s);
+    close(mute);
 }
 
 Test(rdsrv, start_message_gives_the_client_string)

@@ -447,3 +447,18 @@ int rdt_dial_requester(struct rdt_conn **out, const struct rdt_tstring *ts, int 
 {
     return dial(out, ts, NULL, RDT_ROLE_REQUESTER, timeout_ms, err, errlen);
 }
+
+int rdt_dial_start(struct rdt_conn **out, const struct rdt_tstring *ts, enum rdt_role role,
+                   char *err, size_t errlen)
+{
+    *out = NULL;
+    struct rdt_conn *c = NULL;
+    if (ts->proto != RDT_NPIPE)
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s: only pipes are dialed without waiting",
+                        rdt_proto_name(ts->proto));
+    int rc = connect_pipe(ts, rdt_now_ms(), &c, err, errlen);
+    if (rc)
+        return rc;
+    *out = rdt_auth_conn(c, role, ts->password, RDT_PROTOCOL_VERSION);
+    return *out ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+}

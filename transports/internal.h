@@ -29,7 +29,4 @@ int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *e
 /* The peer of an accepted socket as text: the IP address (tcp), or "uid N" (unix). */
 void rdt_peer_name(int fd, bool unix_socket, char *buf, size_t len);
 
-/* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
-int64_t rdt_now_ms(void);
-
 #endif

@@ -34,6 +34,7 @@ struct pending {
     struct rdt_conn *conn;
     struct event *ev;
     int64_t deadline;
+    bool held; /* waiting out the peer's hold-back */
     char peer[64];
     LIST_ENTRY(pending) link;
 };
@@ -151,6 +152,7 @@ static void pending_done(struct pending *p, int rc)
 /* Runs the session layer as far as it goes, then waits for what it needs. */
 static void pending_step(struct pending *p)
 {
+    p->held = false;
     int rc = rdt_conn_open_step(p->conn);
     if (rc != -EAGAIN) {
         pending_done(p, rc);
@@ -182,11 +184,11 @@ static void pending_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
  * was refused a password lately. */
-static bool peer_pending(const struct rdt_server *srv, const char *peer)
+static bool peer_held(const struct rdt_server *srv, const char *peer)
 {
     const struct pending *p;
     LIST_FOREACH(p, &srv->pending, link)
-    if (strcmp(p->peer, peer) == 0)
+    if (p->held && strcmp(p->peer, peer) == 0)
         return true;
     return false;
 }
@@ -194,13 +196,13 @@ static bool peer_pending(const struct rdt_server *srv, const char *peer)
 static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer)
 {
     unsigned delay = rdt_server_penalty_ms(srv, peer);
-    if (delay && peer_pending(srv, peer)) {
-        /* one attempt at a time from a peer that was refused a password, each held back: more
-         * connections at once would not make its guesses come faster */
+    if (delay && peer_held(srv, peer)) {
+        /* a peer that was refused a password has one attempt at a time held back: more
+         * connections at once do not make its guesses come faster */
         rdt_conn_free(conn);
         report(srv, peer,
-               "%s: turned away: its last password was refused and an attempt of "
-               "its is in progress",
+               "%s: turned away: its last password was refused and an attempt of its waits out "
+               "its hold-back",
                peer);
         return;
     }
@@ -222,6 +224,7 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
     /* one event serves the whole handshake: first the penalty's wait, if any, then the socket */
     p->ev = event_new(srv->base, -1, 0, pending_cb, p);
+    p->held = delay > 0;
     if (!p->ev || (delay && evtimer_add(p->ev, &tv) < 0))
         pending_done(p, -ENOMEM);
     else if (!delay)

@@ -202,6 +202,13 @@ void rdt_unbind(struct rdt_bound *b);
  * `timeout_ms`. `password` overrides the string's (for Password=*). */
 int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
              int timeout_ms, char *err, size_t errlen);
+/* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
+int64_t rdt_now_ms(void);
+
+/* Starts dialing a local pipe (npipe only) without waiting for anything: the session layer is
+ * left to the caller's event loop (rdt_conn_open_step, rdt_conn_events). */
+int rdt_dial_start(struct rdt_conn **out, const struct rdt_tstring *ts, enum rdt_role role,
+                   char *err, size_t errlen);
 /* The same as a requester (RDT_ROLE_REQUESTER): the caller writes first. */
 int rdt_dial_requester(struct rdt_conn **out, const struct rdt_tstring *ts, int timeout_ms,
                        char *err, size_t errlen);
