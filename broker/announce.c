@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define RETRY_MS 250
+#define REFUSED_MAX_MS 30000 /* a refused registration is tried again less and less often */
 #define REGISTER_TIMEOUT_MS 1000
 
 enum phase { IDLE, OPENING, SENDING, WAITING, REGISTERED };
@@ -29,6 +30,7 @@ struct rdb_announce {
     size_t frame_len, frame_off;
     struct rdb_reader rd;
     int64_t deadline;
+    unsigned refused_ms; /* the wait after the broker's last refusal (0: none) */
     struct event *ev; /* the connection: the attempt's steps, then the watch for the broker's end */
     struct event *retry;
     bool said_absent;
@@ -85,7 +87,7 @@ static int read_reply(struct rdb_announce *a, char *err, size_t errlen)
             const char *msg = "unexpected answer";
             json_unpack(reply, "{s:s}", "message", &msg);
             snprintf(err, errlen, "the broker refused the registration: %s", msg);
-            rc = -EPROTO;
+            rc = -EACCES;
         }
         json_decref(reply);
         if (rc)
@@ -128,6 +130,8 @@ static int advance(struct rdb_announce *a, char *err, size_t errlen)
 
 static short wait_events(const struct rdb_announce *a)
 {
+    if (a->phase == SENDING)
+        return POLLOUT; /* the rest of the frame */
     return a->phase == WAITING ? POLLIN : rdt_conn_events(a->conn);
 }
 
@@ -161,9 +165,14 @@ static void finish(struct rdb_announce *a, int rc, const char *err)
             a->note(msg, a->arg);
         }
         a->said_absent = true;
-        schedule_retry(a, RETRY_MS);
+        if (rc == -EACCES) /* it may be a limit that lifts, or not: ask less often */
+            a->refused_ms = a->refused_ms ? a->refused_ms * 2 : 1000;
+        if (a->refused_ms > REFUSED_MAX_MS)
+            a->refused_ms = REFUSED_MAX_MS;
+        schedule_retry(a, rc == -EACCES ? a->refused_ms : RETRY_MS);
         return;
     }
+    a->refused_ms = 0;
     event_assign(a->ev, a->base, rdt_conn_fd(a->conn), EV_READ | EV_PERSIST, watch_cb, a);
     event_add(a->ev, NULL);
     if (a->said_absent && a->note) {
@@ -241,6 +250,9 @@ int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const 
     a->base = base;
     snprintf(a->sock_path, sizeof(a->sock_path), "%s", sock_path ? sock_path : rdb_sock_path());
     a->entry = *e;
+    for (char *c = a->entry.desc; *c; c++) /* what the broker takes: printable ASCII */
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
     a->note = note;
     a->arg = arg;
     a->retry = evtimer_new(base, retry_cb, a);

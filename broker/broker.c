@@ -22,6 +22,7 @@
 #define REG_CONNS_MAX 4096  /* ... and, apart from them, on the registration socket */
 #define PEER_CONNS_MAX 256  /* connections of one peer (an address, or a uid but root's) */
 #define RECORDS_PER_CONN 64 /* records one registration connection may hold */
+#define RECORDS_PER_UID 512 /* records of one user but root */
 #define OUT_MAX (4 * RDB_FRAME_MAX)
 #define LIST_ROOM (RDB_FRAME_MAX - 64) /* what rows may take of a LIST's body */
 
@@ -46,7 +47,8 @@ struct bconn {
     size_t out_len;
     bool local; /* on the registration socket: credentials known */
     bool closing;
-    short ev_want; /* the events c->ev waits for now (-1: not added yet) */
+    short ev_want; /* the events c->ev waits for now (-1: not added yet) ... */
+    int ev_ms;     /* ... and its timeout (0: none) */
     bool relayed;  /* handed to a relay: the connection is no longer this one's */
     struct ucred cred;
     bool privileged;
@@ -183,14 +185,16 @@ static int conn_flush(struct bconn *c)
     /* a connection that holds no record and sends nothing is closed after a while, as is one
      * that does not read what it is sent */
     int ms = c->out_len || !c->nrecords ? c->b->cfg.idle_ms : 0;
-    if (want == c->ev_want && !c->out_len)
+    if (want == c->ev_want && ms == c->ev_ms && !c->out_len)
         return 0; /* EV_PERSIST: the idle timeout starts again at every event */
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    if (want != c->ev_want) {
+    if (want != c->ev_want || ms != c->ev_ms) {
+        /* deleted first: event_add without a timeout would keep the old one */
         if (c->ev_want >= 0)
             event_del(c->ev);
         event_assign(c->ev, c->b->base, c->conn->fd, want | EV_PERSIST, conn_cb, c);
         c->ev_want = want;
+        c->ev_ms = ms;
     }
     return event_add(c->ev, ms ? &tv : NULL) == 0 ? 0 : -ENOMEM;
 }
@@ -243,6 +247,15 @@ static bool printable(const char *s)
     return true;
 }
 
+static unsigned uid_records(const struct rdb_broker *b, uid_t uid)
+{
+    const struct record *r;
+    unsigned n = 0;
+    TAILQ_FOREACH(r, &b->records, link)
+    n += r->uid == uid;
+    return n;
+}
+
 static void on_register(struct bconn *c, json_t *body)
 {
     struct rdb_broker *b = c->b;
@@ -259,7 +272,8 @@ static void on_register(struct bconn *c, json_t *body)
     if (strlen(advert) >= sizeof(e.advert) || !printable(advert) || !strchr(advert, ':') ||
         strlen(desc) > RDB_DESC_MAX || !printable(desc))
         return conn_refuse(c, "register: advert or desc too long or not printable");
-    if (c->nrecords >= RECORDS_PER_CONN || b->nrecords >= RDB_RECORDS_MAX)
+    if (c->nrecords >= RECORDS_PER_CONN || b->nrecords >= RDB_RECORDS_MAX ||
+        (c->cred.uid != 0 && uid_records(b, c->cred.uid) >= RECORDS_PER_UID))
         return conn_refuse(c, "register: too many records");
     struct record *r = calloc(1, sizeof(*r));
     if (!r)
@@ -299,10 +313,19 @@ static void on_unregister(struct bconn *c, json_t *body)
     }
 }
 
-/* A row's room in a LIST, at most: escapes can double the strings. */
+/* The length of s in JSON: records hold printable ASCII, of which only " and \ are escaped. */
+static size_t json_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '"' || *s == '\\' ? 2 : 1;
+    return n;
+}
+
+/* A row's room in a LIST: {"kind":"...","advert":"...","desc":"..."} and a comma, at most. */
 static size_t row_room(const struct record *r)
 {
-    return 48 + 2 * (strlen(r->e.advert) + strlen(r->e.desc));
+    return 48 + json_len(r->e.advert) + json_len(r->e.desc);
 }
 
 /* The LIST of what `asker` may see through filter f (asker NULL: the discoverable records).
@@ -425,15 +448,25 @@ static void on_relay(struct bconn *c, json_t *body)
     int fd = pipe_connect(b, name, why, sizeof(why));
     int dup_fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     const char *fail = fd < 0 ? why : dup_fd < 0 ? "relay: out of descriptors" : NULL;
-    /* RELAYED and the bytes that came after RELAY go now, without waiting on the loop: both are
-     * small and the sockets fresh, and a peer that cannot take them is refused */
+    /* the bytes that came after RELAY, then RELAYED, go now, without waiting on the loop: both
+     * are small and the sockets fresh, and a peer that cannot take them is refused */
     static const uint8_t relayed[] = {'R', 'B', RDB_VERSION, RDB_RELAYED, 0, 0, 0, 2, '{', '}'};
-    size_t n = 0;
-    if (!fail && (c->out_len || rdt_conn_write(c->conn, relayed, sizeof(relayed), &n) != 0 ||
-                  n != sizeof(relayed)))
+    if (!fail && c->out_len)
         fail = "relay: the client does not read";
     if (!fail && c->rd.len && write(fd, c->rd.buf, c->rd.len) != (ssize_t)c->rd.len)
         fail = "relay: the pipe's server did not take the bytes";
+    size_t n = 0;
+    if (!fail &&
+        (rdt_conn_write(c->conn, relayed, sizeof(relayed), &n) != 0 || n != sizeof(relayed))) {
+        /* part of RELAYED may be out: nothing more can be said on this stream */
+        logf_(b, LOG_NOTICE, "%s: relay: the client does not read", c->peer);
+        close(fd);
+        close(dup_fd);
+        free(r);
+        c->closing = true;
+        c->out_len = 0;
+        return;
+    }
     if (fail) {
         if (fd >= 0)
             close(fd);

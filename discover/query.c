@@ -17,6 +17,8 @@ static enum rdd_status status_of(int rc, const char *why)
     case -ENETUNREACH:
     case -EHOSTDOWN:
         return RDD_UNREACHABLE;
+    case -EBUSY: /* a local broker that accepts no connection */
+        return RDD_TIMEOUT;
     case -ETIMEDOUT:
         return strstr(why, "handshake") ? RDD_TIMEOUT : RDD_UNREACHABLE;
     case -EPROTO:

@@ -291,10 +291,14 @@ Test(broker, help_and_bad_flags)
     cr_expect(strstr(out, "Usage: rdbroker"), "%s", out);
     cr_expect_eq(test_run("rdbroker -frob", out, sizeof(out), true), 2);
     cr_expect_str_eq(out, "rdbroker: unknown option \"-frob\": try rdbroker -?\n");
-    cr_expect_eq(test_run("rdbroker -socket /tmp/x.sock -listen tcp:port=0:1 -user root", out,
-                          sizeof(out), true),
-                 1);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/x.sock -listen tcp:port=0:1 -user root",
+             br.dir);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1);
     cr_expect(strstr(out, "-listen tcp:port=0:1: port: expected a port 1 to 65535"), "%s", out);
+    /* a socket in a directory that others may write to is refused, with what would do */
+    cr_expect_eq(test_run("rdbroker -socket /tmp/x.sock", out, sizeof(out), true), 1);
+    cr_expect(strstr(out, "pipe directory /tmp may be written by other users"), "%s", out);
 }
 
 Test(broker, group_members_are_listed)
@@ -446,6 +450,34 @@ Test(broker, idle_and_unread_connections_are_closed_and_others_served)
     /* a registration outlives -idle: the server is listed still */
     cr_assert_eq(test_qr("127.0.0.1", out, sizeof(out)), 0, "%s", out);
     cr_expect_eq(test_count(out, "Remote Process Server"), 1, "%s", out);
+    /* so does one that registers after its handshake (a plain client, not a requester), and
+     * once its record is dropped, the connection is idle again */
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", br.sock);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    struct rdt_conn *reg = NULL;
+    char err[RDT_ERR_MAX];
+    cr_assert_eq(rdt_dial(&reg, &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+    usleep(100 * 1000); /* the broker has seen the handshake and found nothing more to read */
+    json_t *r = json_pack("{s:s, s:s}", "kind", "debugger", "advert", "tcp:Port=4242"), *body;
+    cr_assert_eq(rdb_send(reg, RDB_REGISTER, r, 3000), 0);
+    json_decref(r);
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    enum rdb_type type = 0;
+    cr_assert_eq(rdb_recv(reg, &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(type, RDB_REGISTERED);
+    json_int_t id = json_integer_value(json_object_get(body, "id"));
+    json_decref(body);
+    usleep(600 * 1000); /* twice -idle */
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_eq(test_count(out, "Debugger Server - tcp:Port=4242"), 1, "%s", out);
+    r = json_pack("{s:I}", "id", id);
+    cr_assert_eq(rdb_send(reg, RDB_UNREGISTER, r, 3000), 0);
+    json_decref(r);
+    cr_expect(hung_up_unread(reg, 3000), "a connection without records was kept");
+    rdb_reader_free(&rd);
+    rdt_conn_free(reg);
     test_stop(s, SIGTERM);
 }
 

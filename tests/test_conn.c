@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -171,6 +172,28 @@ Test(npipe, serve_and_connect, .init = test_private_pipe_dir)
     cr_expect(access(t.bound.path, F_OK) != 0, "the socket file is removed at the end");
 }
 
+Test(npipe, unsafe_pipe_directories_are_refused, .init = test_private_pipe_dir)
+{
+    char open_dir[160], under[200];
+    snprintf(open_dir, sizeof(open_dir), "%s/open", getenv("RDQ_PIPE_DIR"));
+    cr_assert_eq(mkdir(open_dir, 0700), 0);
+    cr_assert_eq(chmod(open_dir, 0777), 0); /* anyone may write here, and it is not sticky */
+    struct test_server t;
+    /* the socket's own directory, and a directory above it */
+    snprintf(under, sizeof(under), "%s/pipes", open_dir);
+    const char *dirs[] = {open_dir, under};
+    for (int i = 0; i < 2; i++) {
+        setenv("RDQ_PIPE_DIR", dirs[i], 1);
+        cr_expect_eq(test_server_start(&t, "npipe:pipe=dbg", err, sizeof(err)), -EPERM, "%s",
+                     dirs[i]);
+        char want[256];
+        snprintf(want, sizeof(want), "pipe directory %s may be written by other users", open_dir);
+        cr_expect(strstr(err, want), "%s", err);
+        /* nor does a client go there */
+        cr_expect_eq(dial(NULL, "npipe:server=localhost,pipe=dbg"), -EPERM, "%s", err);
+    }
+}
+
 Test(npipe, in_use_by_a_live_server, .init = test_private_pipe_dir)
 {
     struct test_server a, b;
@@ -308,15 +331,17 @@ Test(auth, no_proof_goes_to_a_server_that_asks_for_none)
     unsigned p = test_free_ports(1);
     start(&t, "tcp:port=%u", p);
     cr_assert_eq(test_relay_start(&r, p), 0);
-    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r.port), -EACCES);
-    cr_expect(strstr(err, "the server does not ask for a password"), "%s", err);
-    test_relay_join(&r);
-    /* the server's hello came; no client hello, and so no proof, went back */
-    cr_expect(memmem(r.buf, r.len, "RDQS", 4) != NULL);
-    cr_expect_null(memmem(r.buf, r.len, "RDQC", 4), "a client hello went to the server");
-    /* without the password the same server is reached */
-    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u", p), 0, "%s", err);
+    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r.port), 0, "%s",
+                 err);
     cr_expect_str_eq(greet, "welcome\n");
+    test_relay_join(&r);
+    /* the client hello went back without a proof: flags 0 and 32 zero bytes */
+    const uint8_t *hello = memmem(r.buf, r.len, "RDQC", 4);
+    cr_assert_not_null(hello, "no client hello");
+    cr_assert_leq((size_t)(hello - r.buf) + 8 + 65, r.len);
+    static const uint8_t zeros[32];
+    cr_expect_eq(hello[8], 0, "the client hello says a proof follows");
+    cr_expect_eq(memcmp(hello + 8 + 1 + 32, zeros, 32), 0, "a proof went to the server");
     test_server_stop(&t);
 }
 

@@ -61,6 +61,9 @@ static int auth_fail(struct auth *a, int rc, const char *fmt, ...)
  * to servers without passwords (rdq -QR, most of the time) never pays for loading it. */
 #define STR_(x) #x
 #define STR(x) STR_(x)
+#ifndef OPENSSL_VERSION_MAJOR
+#error "OpenSSL 3 or later is needed (its headers name libcrypto's major version)"
+#endif
 #define LIBCRYPTO "libcrypto.so." STR(OPENSSL_VERSION_MAJOR)
 
 static struct {
@@ -138,7 +141,7 @@ static void queue_client_hello(struct auth *a)
 {
     uint8_t body[1 + NONCE_LEN + MAC_LEN] = {0};
     memcpy(body + 1, a->nonce_c, NONCE_LEN);
-    if (a->password[0]) {
+    if (a->password[0] && a->server_wants_password) { /* no proof to a server that wants none */
         body[0] = FLAG_PASSWORD;
         mac(a, "rdq client", a->nonce_s, a->nonce_c, body + 1 + NONCE_LEN);
     }
@@ -314,12 +317,6 @@ static int client_step(struct rdt_conn *c, struct auth *a)
         if ((rc = read_frame(c, a, FRAME_SERVER_HELLO, 1 + NONCE_LEN)))
             return rc;
         a->server_wants_password = a->in[HDR_LEN] & FLAG_PASSWORD;
-        if (a->password[0] && !a->server_wants_password)
-            /* a proof would then go to a server that need not know the password: it could be
-             * one that only wants a proof to guess the password from */
-            return auth_fail(a, -EACCES,
-                             "the server does not ask for a password: it is not the server "
-                             "that password belongs to (leave password= out to reach it)");
         memcpy(a->nonce_s, a->in + HDR_LEN + 1, NONCE_LEN);
         a->in_len = 0;
         queue_client_hello(a);

@@ -49,9 +49,41 @@ int rdt_pipe_path(const char *pipe, char *buf, size_t len, char *err, size_t err
     return 0;
 }
 
-/* Creates the pipe directory and its parents (0755 for root's shared one, 0700 otherwise), then
- * checks the directory that holds the socket: another user who owns it, or may write to it,
- * could put a socket of theirs where clients look for this server's. */
+/* The directory that holds a pipe's socket, and every one above it, must be safe: owned by this
+ * user or root and writable by nobody else, but for root's sticky directories (such as /tmp)
+ * above it, where nobody can move another's entries. Else another user could put a socket of
+ * theirs where clients look for this server's, or take the server's socket away. */
+static int pipe_dir_safe(const char *socket_path, char *err, size_t errlen)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", socket_path);
+    for (bool holder = true;; holder = false) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            return 0; /* a relative path: checked as far as it goes */
+        slash[slash == dir] = '\0';
+        struct stat st;
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+            return rdt_errf(-ENOTDIR, err, errlen, "pipe directory %s: %s", dir,
+                            errno ? strerror(errno) : "not a directory");
+        if (st.st_uid != geteuid() && st.st_uid != 0)
+            return rdt_errf(-EPERM, err, errlen,
+                            "pipe directory %s belongs to uid %u: not safe for pipes of uid %u "
+                            "(set RDQ_PIPE_DIR to a directory of yours)",
+                            dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        bool shared = !holder && st.st_uid == 0 && (st.st_mode & S_ISVTX);
+        if ((st.st_mode & 0022) && !shared)
+            return rdt_errf(-EPERM, err, errlen,
+                            "pipe directory %s may be written by other users: not safe for pipes "
+                            "(chmod go-w it, or set RDQ_PIPE_DIR)",
+                            dir);
+        if (strcmp(dir, "/") == 0)
+            return 0;
+    }
+}
+
+/* Creates the pipe directory and its parents (0755 for root's shared one, 0700 otherwise), and
+ * checks that it is safe. */
 static int make_pipe_dir(const char *path, char *err, size_t errlen)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -63,21 +95,7 @@ static int make_pipe_dir(const char *path, char *err, size_t errlen)
             return rdt_errf(-errno, err, errlen, "cannot create %s: %s", dir, strerror(errno));
         *p = '/';
     }
-    *strrchr(dir, '/') = '\0';
-    struct stat st;
-    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-        return rdt_errf(-ENOTDIR, err, errlen, "pipe directory %s is not a directory", dir);
-    if (st.st_uid != geteuid() && st.st_uid != 0)
-        return rdt_errf(-EPERM, err, errlen,
-                        "pipe directory %s belongs to uid %u: not safe for pipes of uid %u (set "
-                        "RDQ_PIPE_DIR to a directory of yours)",
-                        dir, (unsigned)st.st_uid, (unsigned)geteuid());
-    if ((st.st_mode & 0022) && !(st.st_mode & S_ISVTX))
-        return rdt_errf(-EPERM, err, errlen,
-                        "pipe directory %s may be written by other users: not safe for pipes "
-                        "(chmod go-w it, or set RDQ_PIPE_DIR)",
-                        dir);
-    return 0;
+    return pipe_dir_safe(path, err, errlen);
 }
 
 static void unix_addr(const char *path, struct sockaddr_un *sa)
@@ -121,12 +139,11 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
     struct sockaddr_un sa;
     unix_addr(b->path, &sa);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    /* the socket is made 0666 as it is bound (any local user who may enter the directory may
-     * connect; a password or the broker's credentials check decide the rest) */
-    mode_t old = umask(0111);
-    rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (fd < 0 || rc < 0 || listen(fd, SOMAXCONN) < 0) {
+    /* the socket is made 0666 before it listens, so that nobody connects before (any local
+     * user who may enter the directory may connect; a password or the broker's credentials
+     * check decide the rest). The directory is the caller's alone: the path cannot change. */
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(b->path, 0666) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
         rc = -errno;
         if (fd >= 0)
             close(fd);
@@ -323,7 +340,7 @@ static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct r
                         ts->server);
     char path[108];
     int rc = rdt_pipe_path(ts->pipe, path, sizeof(path), err, errlen);
-    if (rc)
+    if (rc || (rc = pipe_dir_safe(path, err, errlen)))
         return rc;
     struct sockaddr_un sa;
     unix_addr(path, &sa);
@@ -336,7 +353,7 @@ static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct r
         }
         close(fd);
         if (rc == -EAGAIN)
-            return rdt_errf(-ETIMEDOUT, err, errlen,
+            return rdt_errf(-EBUSY, err, errlen,
                             "npipe: pipe %s: the server is busy (it accepts no connection)",
                             ts->pipe);
         return rdt_errf(rc, err, errlen, "npipe: no server on pipe %s (%s)", ts->pipe,

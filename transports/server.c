@@ -193,12 +193,16 @@ static bool peer_held(const struct rdt_server *srv, const char *peer)
     return false;
 }
 
-static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer)
+static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
+                        bool dialed)
 {
     unsigned delay = rdt_server_penalty_ms(srv, peer);
-    if (delay && peer_held(srv, peer)) {
+    bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
+    if (delay && !pipe && peer_held(srv, peer)) {
         /* a peer that was refused a password has one attempt at a time held back: more
-         * connections at once do not make its guesses come faster */
+         * connections at once do not make its guesses come faster. Not on pipes: there every
+         * client relayed by the broker has the broker's uid, and one host's guesses would
+         * turn away all the others */
         rdt_conn_free(conn);
         report(srv, peer,
                "%s: turned away: its last password was refused and an attempt of its waits out "
@@ -225,9 +229,11 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     /* one event serves the whole handshake: first the penalty's wait, if any, then the socket */
     p->ev = event_new(srv->base, -1, 0, pending_cb, p);
     p->held = delay > 0;
-    if (!p->ev || (delay && evtimer_add(p->ev, &tv) < 0))
+    /* a dialed (clicon) connection starts from the loop: rdt_server_open, which dials first,
+     * returns before any report of it */
+    if (!p->ev || ((delay || dialed) && evtimer_add(p->ev, &tv) < 0))
         pending_done(p, -ENOMEM);
-    else if (!delay)
+    else if (!delay && !dialed)
         pending_step(p);
 }
 
@@ -269,7 +275,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             report(srv, peer, "%s: turned away: too many handshakes in progress", peer);
             continue;
         }
-        pending_add(srv, rdt_sock_conn(pipe ? &rdt_unix_ops : &rdt_tcp_ops, fd), peer);
+        pending_add(srv, rdt_sock_conn(pipe ? &rdt_unix_ops : &rdt_tcp_ops, fd), peer, false);
     }
 }
 
@@ -299,7 +305,7 @@ static void dial_once(struct rdt_server *srv)
     }
     char what[RDT_HOST_MAX + 8];
     snprintf(what, sizeof(what), "%s:%u", srv->ts.clicon, srv->ts.port_lo);
-    pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon);
+    pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon, true);
 }
 
 static void redial_cb(evutil_socket_t fd, short what, void *arg)
