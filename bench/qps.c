@@ -106,11 +106,7 @@ static int check_parsed(struct client *cl)
 static int check_answer(struct client *cl)
 {
     const struct rdb_reader *r = &cl->rd;
-    if (r->len < RDB_HDR_LEN)
-        return -EAGAIN;
-    size_t body =
-        (size_t)r->buf[4] << 24 | (size_t)r->buf[5] << 16 | (size_t)r->buf[6] << 8 | r->buf[7];
-    if (body <= RDB_FRAME_MAX && r->len < RDB_HDR_LEN + body)
+    if (rdb_reader_missing(r))
         return -EAGAIN;
     const struct qps *q = cl->q;
     if (q->answer && r->len == q->answer_len && memcmp(r->buf, q->answer, r->len) == 0)

@@ -26,7 +26,7 @@ struct rdb_announce {
     void *arg;
     struct rdt_conn *conn;
     enum phase phase;
-    uint8_t *frame; /* the REGISTER frame */
+    uint8_t *frame; /* the REGISTER frame, the same for every attempt */
     size_t frame_len, frame_off;
     struct rdb_reader rd;
     int64_t deadline;
@@ -47,13 +47,11 @@ static void drop_conn(struct rdb_announce *a)
     event_del(a->ev);
     rdt_conn_free(a->conn);
     a->conn = NULL;
-    free(a->frame);
-    a->frame = NULL;
     rdb_reader_free(&a->rd);
     a->phase = IDLE;
 }
 
-/* Dials the broker and queues the REGISTER frame. */
+/* Dials the broker; the REGISTER frame goes from its start. */
 static int begin(struct rdb_announce *a, char *err, size_t errlen)
 {
     struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
@@ -62,13 +60,6 @@ static int begin(struct rdb_announce *a, char *err, size_t errlen)
     int rc = rdt_dial_start(&a->conn, &ts, RDT_ROLE_REQUESTER, err, errlen);
     if (rc)
         return rc;
-    json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),
-                             "advert", a->entry.advert, "hidden", a->entry.hidden, "clicon",
-                             a->entry.clicon, "desc", a->entry.desc);
-    a->frame = rdb_frame_encode(RDB_REGISTER, body, &a->frame_len);
-    json_decref(body);
-    if (!a->frame)
-        return snprintf(err, errlen, "the registration does not fit in a frame"), -EMSGSIZE;
     a->frame_off = 0;
     rdb_reader_init(&a->rd);
     a->deadline = rdt_now_ms() + REGISTER_TIMEOUT_MS;
@@ -250,14 +241,19 @@ int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const 
     a->base = base;
     snprintf(a->sock_path, sizeof(a->sock_path), "%s", sock_path ? sock_path : rdb_sock_path());
     a->entry = *e;
-    for (char *c = a->entry.desc; *c; c++) /* what the broker takes: printable ASCII */
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+    for (char *c = a->entry.desc; *c; c++) /* what the broker takes */
+        if (!rdb_printable_char(*c))
             *c = '?';
     a->note = note;
     a->arg = arg;
+    json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),
+                             "advert", a->entry.advert, "hidden", a->entry.hidden, "clicon",
+                             a->entry.clicon, "desc", a->entry.desc);
+    a->frame = rdb_frame_encode(RDB_REGISTER, body, &a->frame_len);
+    json_decref(body);
     a->retry = evtimer_new(base, retry_cb, a);
     a->ev = event_new(base, -1, 0, step_cb, a);
-    if (!a->retry || !a->ev) {
+    if (!a->frame || !a->retry || !a->ev) {
         rdb_announce_free(a);
         return -ENOMEM;
     }
@@ -276,6 +272,7 @@ void rdb_announce_free(struct rdb_announce *a)
     }
     if (a->retry)
         event_free(a->retry);
+    free(a->frame);
     free(a);
 }
 

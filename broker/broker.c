@@ -125,11 +125,12 @@ static void record_drop(struct rdb_broker *b, struct record *r)
     free(r);
 }
 
+/* Whether `asker` sees r (asker NULL: anyone, local or remote). */
 static bool listable(const struct record *r, const struct bconn *asker)
 {
     if (r->e.hidden || r->e.clicon)
         return false;
-    return r->privileged || (asker->local && asker->cred.uid == r->uid);
+    return r->privileged || (asker && asker->local && asker->cred.uid == r->uid);
 }
 
 /* ---- Connections ---- */
@@ -199,9 +200,14 @@ static int conn_flush(struct bconn *c)
     return event_add(c->ev, ms ? &tv : NULL) == 0 ? 0 : -ENOMEM;
 }
 
-/* Queues `len` bytes of `frame` for the peer, writing at once what the socket takes. */
+/* Queues `len` bytes of `frame` for the peer, writing at once what the socket takes. A frame
+ * that could not be made (NULL) ends the connection. */
 static void conn_send_frame(struct bconn *c, const uint8_t *frame, size_t len)
 {
+    if (!frame) {
+        c->closing = true;
+        return;
+    }
     size_t n = 0;
     if (!c->out_len && rdt_conn_write(c->conn, frame, len, &n) != 0)
         n = 0;
@@ -222,10 +228,7 @@ static void conn_send(struct bconn *c, enum rdb_type type, json_t *body)
     size_t len;
     uint8_t *frame = rdb_frame_encode(type, body, &len);
     json_decref(body);
-    if (frame)
-        conn_send_frame(c, frame, len);
-    else
-        c->closing = true;
+    conn_send_frame(c, frame, len);
     free(frame);
 }
 
@@ -238,14 +241,6 @@ static void conn_refuse(struct bconn *c, const char *why)
 }
 
 /* ---- Messages ---- */
-
-static bool printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
-            return false;
-    return true;
-}
 
 static unsigned uid_records(const struct rdb_broker *b, uid_t uid)
 {
@@ -269,8 +264,8 @@ static void on_register(struct bconn *c, json_t *body)
         rdb_kind_parse(kind, &e.kind) != 0)
         return conn_refuse(c, "register: expected {kind: debugger|process|kd, advert: string, "
                               "hidden, clicon, desc}");
-    if (strlen(advert) >= sizeof(e.advert) || !printable(advert) || !strchr(advert, ':') ||
-        strlen(desc) > RDB_DESC_MAX || !printable(desc))
+    if (strlen(advert) >= sizeof(e.advert) || !rdb_printable(advert) || !strchr(advert, ':') ||
+        strlen(desc) > RDB_DESC_MAX || !rdb_printable(desc))
         return conn_refuse(c, "register: advert or desc too long or not printable");
     if (c->nrecords >= RECORDS_PER_CONN || b->nrecords >= RDB_RECORDS_MAX ||
         (c->cred.uid != 0 && uid_records(b, c->cred.uid) >= RECORDS_PER_UID))
@@ -333,13 +328,12 @@ static size_t row_room(const struct record *r)
 static uint8_t *list_encode(struct rdb_broker *b, const struct bconn *asker, enum rdb_filter f,
                             size_t *len)
 {
-    static const struct bconn remote = {.local = false};
     json_t *rows = json_array();
     size_t room = 0, omitted = 0;
     const struct record *r;
     TAILQ_FOREACH(r, &b->records, link)
     {
-        if (!listable(r, asker ? asker : &remote) || !rdb_filter_match(f, r->e.kind))
+        if (!listable(r, asker) || !rdb_filter_match(f, r->e.kind))
             continue;
         if ((room += row_room(r)) > LIST_ROOM) {
             omitted++;
@@ -375,22 +369,16 @@ static void on_query(struct bconn *c, json_t *body)
     enum rdb_filter f;
     if (json_unpack(body, "{s?s}", "filter", &fname) != 0 || rdb_filter_parse(fname, &f) != 0)
         return conn_refuse(c, "query: filter is all, debugger or remote");
-    size_t len = 0;
-    if (sees_own(b, c)) {
+    if (sees_own(b, c)) { /* a listing of its own */
+        size_t len = 0;
         uint8_t *frame = list_encode(b, c, f, &len);
-        if (frame)
-            conn_send_frame(c, frame, len);
-        else
-            c->closing = true;
+        conn_send_frame(c, frame, len);
         free(frame);
         return;
     }
     if (!b->lists[f].frame)
         b->lists[f].frame = list_encode(b, NULL, f, &b->lists[f].len);
-    if (b->lists[f].frame)
-        conn_send_frame(c, b->lists[f].frame, b->lists[f].len);
-    else
-        c->closing = true;
+    conn_send_frame(c, b->lists[f].frame, b->lists[f].len);
 }
 
 /* ---- Relaying to local pipes ---- */
@@ -414,7 +402,7 @@ static void relay_cb(struct rdt_splice *sp, enum rdt_splice_event ev, void *arg)
 static int pipe_connect(struct rdb_broker *b, const char *name, char *why, size_t len)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (!name[0] || strchr(name, '/') || !printable(name) ||
+    if (!name[0] || strchr(name, '/') || !rdb_printable(name) ||
         (size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", b->pipe_dir, name) >=
             sizeof(sa.sun_path)) {
         snprintf(why, len, "relay: \"%.60s\" is not a pipe name", name);
@@ -456,24 +444,21 @@ static void on_relay(struct bconn *c, json_t *body)
     if (!fail && c->rd.len && write(fd, c->rd.buf, c->rd.len) != (ssize_t)c->rd.len)
         fail = "relay: the pipe's server did not take the bytes";
     size_t n = 0;
-    if (!fail &&
-        (rdt_conn_write(c->conn, relayed, sizeof(relayed), &n) != 0 || n != sizeof(relayed))) {
-        /* part of RELAYED may be out: nothing more can be said on this stream */
-        logf_(b, LOG_NOTICE, "%s: relay: the client does not read", c->peer);
-        close(fd);
-        close(dup_fd);
-        free(r);
-        c->closing = true;
-        c->out_len = 0;
-        return;
-    }
-    if (fail) {
+    bool cut = !fail &&
+               (rdt_conn_write(c->conn, relayed, sizeof(relayed), &n) != 0 || n != sizeof(relayed));
+    if (fail || cut) {
         if (fd >= 0)
             close(fd);
         if (dup_fd >= 0)
             close(dup_fd);
         free(r);
-        return conn_refuse(c, fail);
+        if (!cut)
+            return conn_refuse(c, fail);
+        /* part of RELAYED may be out: nothing more can be said on this stream */
+        logf_(b, LOG_NOTICE, "%s: relay: the client does not read", c->peer);
+        c->closing = true;
+        c->out_len = 0;
+        return;
     }
     /* a relay lasts as long as its debugging session, idle or not; keepalives find a client
      * host that went away without a word (tcp only; a pipe endpoint ignores them) */
@@ -607,8 +592,7 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
         return;
     }
     struct ucred cred = {0};
-    socklen_t cl = sizeof(cred);
-    bool local = srv == b->reg && getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0;
+    bool local = srv == b->reg && rdt_conn_peer_cred(conn, &cred) == 0;
     struct bconn *c = turn_away(b, local, &cred, peer) ? NULL : calloc(1, sizeof(*c));
     if (c)
         c->ev = event_new(b->base, -1, 0, conn_cb, c);

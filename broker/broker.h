@@ -58,6 +58,9 @@ struct rdb_reader {
 void rdb_reader_init(struct rdb_reader *r);
 void rdb_reader_free(struct rdb_reader *r);
 int rdb_reader_feed(struct rdb_reader *r, const void *data, size_t len);
+/* The bytes the frame at the start of the reader still lacks (its header's, then its body's);
+ * 0 when it is complete, or its header is bad (rdb_reader_next then says why). */
+size_t rdb_reader_missing(const struct rdb_reader *r);
 /* 1 and a frame (caller frees *body with json_decref), 0 when more bytes are needed, or -EPROTO
  * with the reason in err (a bad frame: the connection must end). */
 int rdb_reader_next(struct rdb_reader *r, enum rdb_type *type, json_t **body, char *err,
@@ -71,6 +74,13 @@ int rdb_recv(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json
  * carries other bytes (RELAYED). */
 int rdb_recv_exact(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type, json_t **body,
                    int timeout_ms, char *err, size_t errlen);
+
+/* Printable ASCII, all that records hold (and all that a listing may print to a terminal). */
+static inline bool rdb_printable_char(char c)
+{
+    return (unsigned char)c >= 0x20 && (unsigned char)c < 0x7f;
+}
+bool rdb_printable(const char *s);
 
 /* The broker's registration socket: $RDQ_BROKER_SOCK, else RDB_DEFAULT_SOCK. */
 const char *rdb_sock_path(void);

@@ -145,6 +145,12 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
     return -EPROTO;
 }
 
+/* The body length a header gives (bytes 4 to 7, big-endian). */
+static size_t body_len(const uint8_t *h)
+{
+    return (size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7];
+}
+
 /* Checks the header at the start of the buffer; returns the body length or -EPROTO. */
 static long check_header(const uint8_t *h, char *err, size_t errlen)
 {
@@ -156,8 +162,7 @@ static long check_header(const uint8_t *h, char *err, size_t errlen)
                    "The client is not using same version of remoting protocol as the server "
                    "(message version %u, broker version %u)",
                    h[2], RDB_VERSION);
-    unsigned long n =
-        (unsigned long)h[4] << 24 | (unsigned long)h[5] << 16 | (unsigned long)h[6] << 8 | h[7];
+    size_t n = body_len(h);
     if (n > RDB_FRAME_MAX)
         return bad(err, errlen, "bad frame: a body of %u bytes is over the limit of %u",
                    (unsigned)n, RDB_FRAME_MAX);
@@ -203,14 +208,11 @@ int rdb_send(struct rdt_conn *c, enum rdb_type type, const json_t *body, int tim
     return rc;
 }
 
-/* How many bytes the frame at the start of the reader still needs (the header's, then the
- * body's); 0 when it is complete or its header is bad. */
-static size_t frame_missing(const struct rdb_reader *r)
+size_t rdb_reader_missing(const struct rdb_reader *r)
 {
     if (r->len < RDB_HDR_LEN)
         return RDB_HDR_LEN - r->len;
-    size_t n =
-        (size_t)r->buf[4] << 24 | (size_t)r->buf[5] << 16 | (size_t)r->buf[6] << 8 | r->buf[7];
+    size_t n = body_len(r->buf);
     return n <= RDB_FRAME_MAX && r->len < RDB_HDR_LEN + n ? RDB_HDR_LEN + n - r->len : 0;
 }
 
@@ -222,7 +224,7 @@ static int recv_frame(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *t
         if (rc != 0)
             return rc < 0 ? rc : 0;
         uint8_t buf[16384];
-        size_t n = 0, want = exact ? frame_missing(r) : sizeof(buf);
+        size_t n = 0, want = exact ? rdb_reader_missing(r) : sizeof(buf);
         rc = rdt_conn_read_wait(c, buf, want < sizeof(buf) ? want : sizeof(buf), &n, timeout_ms);
         if (rc == -ETIMEDOUT)
             snprintf(err, errlen, "no answer in time");
@@ -249,6 +251,14 @@ int rdb_recv_exact(struct rdt_conn *c, struct rdb_reader *r, enum rdb_type *type
                    int timeout_ms, char *err, size_t errlen)
 {
     return recv_frame(c, r, type, body, timeout_ms, true, err, errlen);
+}
+
+bool rdb_printable(const char *s)
+{
+    for (; *s; s++)
+        if (!rdb_printable_char(*s))
+            return false;
+    return true;
 }
 
 const char *rdb_sock_path(void)

@@ -42,14 +42,10 @@ uint16_t rdd_broker_port(uint16_t port)
     return p > 0 && p < 65536 ? (uint16_t)p : RDB_DEFAULT_PORT;
 }
 
-/* Whether s is printable ASCII that fits in `room` bytes: what a row may print to a terminal. */
+/* Whether s is printable and fits in `room` bytes: what a row may print to a terminal. */
 static bool fits_printable(const char *s, size_t room)
 {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] >= 0x7f)
-            return false;
-    return n < room;
+    return strlen(s) < room && rdb_printable(s);
 }
 
 static int take_rows(struct rdd_result *out, json_t *body)

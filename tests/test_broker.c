@@ -31,6 +31,15 @@ static void teardown(void)
 
 TestSuite(broker, .init = setup, .fini = teardown, .timeout = 60);
 
+/* Starts this test's broker again with `flag` (and `value`, if not NULL). */
+static void restart_broker(const char *flag, const char *value)
+{
+    test_broker_stop(&br, SIGTERM);
+    br.extra[0] = flag;
+    br.extra[1] = value;
+    cr_assert_eq(test_broker_start(&br), 0);
+}
+
 static pid_t rdsrv(const char *t, uid_t uid)
 {
     const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
@@ -303,10 +312,7 @@ Test(broker, help_and_bad_flags)
 
 Test(broker, group_members_are_listed)
 {
-    test_broker_stop(&br, SIGTERM);
-    br.extra[0] = "-group";
-    br.extra[1] = "nogroup";
-    cr_assert_eq(test_broker_start(&br), 0);
+    restart_broker("-group", "nogroup");
     unsigned p = test_free_ports(1);
     char t[64];
     snprintf(t, sizeof(t), "tcp:port=%u", p);
@@ -348,9 +354,7 @@ Test(broker, config_file_sets_what_the_flags_set)
 
 Test(broker, relay_reaches_a_pipe_of_this_host_from_another)
 {
-    test_broker_stop(&br, SIGTERM);
-    br.extra[0] = "-relay";
-    cr_assert_eq(test_broker_start(&br), 0);
+    restart_broker("-relay", NULL);
     pid_t s = rdsrv("npipe:pipe=relayme,hidden,password=Pw12", 0);
     char log[4096], cmd[256];
     snprintf(cmd, sizeof(cmd), "cat %s", br.log);
@@ -416,10 +420,7 @@ static bool hung_up_unread(struct rdt_conn *c, int ms)
 
 Test(broker, idle_and_unread_connections_are_closed_and_others_served)
 {
-    test_broker_stop(&br, SIGTERM);
-    br.extra[0] = "-idle";
-    br.extra[1] = "300";
-    cr_assert_eq(test_broker_start(&br), 0);
+    restart_broker("-idle", "300");
     unsigned p = test_free_ports(1);
     pid_t s = rdsrvf("tcp:port=%u", p);
     cr_assert(test_wait_rows("127.0.0.1", 1, 5000, out, sizeof(out)), "%s", out);

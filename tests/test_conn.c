@@ -304,17 +304,24 @@ Test(auth, missing_password_is_refused)
     test_server_stop(&t);
 }
 
+/* A tcp server with `items` after its port, reached with password Zebra42Lion through a relay
+ * that records every byte of the session. */
+static void dial_recorded(struct test_server *t, struct test_relay *r, const char *items)
+{
+    unsigned p = test_free_ports(1);
+    start(t, "tcp:port=%u%s", p, items);
+    cr_assert_eq(test_relay_start(r, p), 0);
+    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r->port), 0, "%s",
+                 err);
+    cr_expect_str_eq(greet, "welcome\n");
+    test_relay_join(r);
+}
+
 Test(auth, password_never_crosses_the_wire)
 {
     struct test_server t;
     struct test_relay r;
-    unsigned p = test_free_ports(1);
-    start(&t, "tcp:port=%u,password=Zebra42Lion", p);
-    cr_assert_eq(test_relay_start(&r, p), 0);
-    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r.port), 0, "%s",
-                 err);
-    cr_expect_str_eq(greet, "welcome\n");
-    test_relay_join(&r);
+    dial_recorded(&t, &r, ",password=Zebra42Lion");
     /* the relay saw the whole session: both hellos, the verdict and the greeting */
     cr_expect_geq(r.len, 40 + 72 + 41 + 8);
     cr_expect(memmem(r.buf, r.len, "welcome\n", 8) != NULL);
@@ -328,13 +335,7 @@ Test(auth, no_proof_goes_to_a_server_that_asks_for_none)
 {
     struct test_server t;
     struct test_relay r;
-    unsigned p = test_free_ports(1);
-    start(&t, "tcp:port=%u", p);
-    cr_assert_eq(test_relay_start(&r, p), 0);
-    cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u,password=Zebra42Lion", r.port), 0, "%s",
-                 err);
-    cr_expect_str_eq(greet, "welcome\n");
-    test_relay_join(&r);
+    dial_recorded(&t, &r, "");
     /* the client hello went back without a proof: flags 0 and 32 zero bytes */
     const uint8_t *hello = memmem(r.buf, r.len, "RDQC", 4);
     cr_assert_not_null(hello, "no client hello");

@@ -236,16 +236,9 @@ int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *e
     return rdt_errf(-EADDRINUSE, err, errlen, "port: every port of %u:%u is in use", lo, hi);
 }
 
-void rdt_peer_name(int fd, bool unix_socket, char *buf, size_t len)
+void rdt_peer_addr(int fd, char *buf, size_t len)
 {
     snprintf(buf, len, "unknown");
-    if (unix_socket) {
-        struct ucred cr;
-        socklen_t cl = sizeof(cr);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
-            snprintf(buf, len, "uid %u", (unsigned)cr.uid);
-        return;
-    }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char host[INET6_ADDRSTRLEN];
@@ -369,7 +362,7 @@ static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct r
 static bool peer_is(int fd, const struct addrinfo *ai)
 {
     char peer[INET6_ADDRSTRLEN + 8], want[INET6_ADDRSTRLEN];
-    rdt_peer_name(fd, false, peer, sizeof(peer));
+    rdt_peer_addr(fd, peer, sizeof(peer));
     for (; ai; ai = ai->ai_next) {
         if (getnameinfo(ai->ai_addr, ai->ai_addrlen, want, sizeof(want), NULL, 0, NI_NUMERICHOST) !=
             0)

@@ -26,7 +26,9 @@ int rdt_resolve(const char *host, uint16_t port, bool ipv6, bool passive, struct
 /* Binds and listens on the first free port of lo..hi: returns the fd and sets *bound. */
 int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *err, size_t errlen);
 
-/* The peer of an accepted socket as text: the IP address (tcp), or "uid N" (unix). */
-void rdt_peer_name(int fd, bool unix_socket, char *buf, size_t len);
+/* The IP address of a tcp socket's peer as text ("unknown" when there is none). */
+void rdt_peer_addr(int fd, char *buf, size_t len);
+/* The peer of an accepted connection as text: its IP address (tcp), or "uid N" (unix). */
+void rdt_conn_peer_name(struct rdt_conn *c, char *buf, size_t len);
 
 #endif

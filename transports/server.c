@@ -182,8 +182,7 @@ static void pending_cb(evutil_socket_t fd, short what, void *arg)
         pending_step(p); /* a penalty's wait is over, or the socket is ready */
 }
 
-/* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
- * was refused a password lately. */
+/* Whether an attempt of `peer` waits out its hold-back. */
 static bool peer_held(const struct rdt_server *srv, const char *peer)
 {
     const struct pending *p;
@@ -193,12 +192,18 @@ static bool peer_held(const struct rdt_server *srv, const char *peer)
     return false;
 }
 
+static bool serves_pipes(const struct rdt_server *srv)
+{
+    return srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
+}
+
+/* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
+ * was refused a password lately. */
 static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
                         bool dialed)
 {
     unsigned delay = rdt_server_penalty_ms(srv, peer);
-    bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
-    if (delay && !pipe && peer_held(srv, peer)) {
+    if (delay && !serves_pipes(srv) && peer_held(srv, peer)) {
         /* a peer that was refused a password has one attempt at a time held back: more
          * connections at once do not make its guesses come faster. Not on pipes: there every
          * client relayed by the broker has the broker's uid, and one host's guesses would
@@ -267,15 +272,16 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 pause_accepting(srv, errno);
             return;
         }
-        char peer[64];
-        bool pipe = srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
-        rdt_peer_name(fd, pipe, peer, sizeof(peer));
-        if (srv->npending >= PENDING_MAX) {
-            close(fd);
+        struct rdt_conn *conn = rdt_sock_conn(serves_pipes(srv) ? &rdt_unix_ops : &rdt_tcp_ops, fd);
+        char peer[64] = "unknown";
+        if (conn)
+            rdt_conn_peer_name(conn, peer, sizeof(peer));
+        if (conn && srv->npending >= PENDING_MAX) {
+            rdt_conn_free(conn);
             report(srv, peer, "%s: turned away: too many handshakes in progress", peer);
             continue;
         }
-        pending_add(srv, rdt_sock_conn(pipe ? &rdt_unix_ops : &rdt_tcp_ops, fd), peer, false);
+        pending_add(srv, conn, peer, false);
     }
 }
 

@@ -12,6 +12,8 @@
 
 struct sock {
     bool connecting;
+    bool have_cred; /* unix: the peer's credentials, once read */
+    struct ucred cred;
     char what[RDT_HOST_MAX + 16]; /* the peer, for messages */
     char err[RDT_ERR_MAX];
 };
@@ -152,4 +154,30 @@ int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_o
     if (connect(fd, sa, salen) == 0)
         return 0;
     return errno == EINPROGRESS ? -EINPROGRESS : -errno;
+}
+
+int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out)
+{
+    while (c->next)
+        c = c->next;
+    if (c->ops != &rdt_unix_ops)
+        return -ENOTSOCK;
+    struct sock *s = c->ctx;
+    socklen_t len = sizeof(s->cred);
+    if (!s->have_cred && getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &s->cred, &len) < 0)
+        return -errno;
+    s->have_cred = true;
+    *out = s->cred;
+    return 0;
+}
+
+void rdt_conn_peer_name(struct rdt_conn *c, char *buf, size_t len)
+{
+    struct ucred cred;
+    if (rdt_conn_peer_cred(c, &cred) == 0)
+        snprintf(buf, len, "uid %u", (unsigned)cred.uid);
+    else if (c->ops == &rdt_unix_ops)
+        snprintf(buf, len, "unknown");
+    else
+        rdt_peer_addr(c->fd, buf, len);
 }

@@ -157,6 +157,10 @@ int rdt_conn_read_wait(struct rdt_conn *c, void *buf, size_t len, size_t *nread,
 extern const struct rdt_ops rdt_tcp_ops;
 extern const struct rdt_ops rdt_unix_ops;
 struct rdt_conn *rdt_sock_conn(const struct rdt_ops *ops, int fd);
+/* The credentials of a unix socket's peer, as it connected (read once, then kept). -ENOTSOCK
+ * for a stack that is not on a unix socket. */
+struct ucred;
+int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out);
 
 /* ---- The session layer: version check and password proof ---------------------------------- */
 
