@@ -160,13 +160,15 @@ static bool no_children(pid_t pid, int ms)
 
 /* ---- gdb ---- */
 
+/* gdb -batch goes on after a failed `target`: without auto-connect-native off, `run` would then
+ * start the program natively and print the same stops and values. */
 static int run_gdb(const char *client, char *buf, size_t len)
 {
     const char *target = getenv("RDQ_TARGET");
     cr_assert_not_null(target, "RDQ_TARGET names the debug target");
     char cmd[4096];
     snprintf(cmd, sizeof(cmd),
-             "timeout 60 gdb -batch -nx -ex 'set confirm off' "
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
              "-ex 'target extended-remote | rdq -premote %s' -ex 'set remote exec-file %s' "
              "-ex 'file %s' -ex 'break reached' -ex 'run' -ex 'print answer' -ex 'continue'",
              client, target, target);
@@ -176,6 +178,8 @@ static int run_gdb(const char *client, char *buf, size_t len)
 static void expect_debugged(int rc, const char *gdb_out)
 {
     cr_expect_eq(rc, 0, "gdb: %s", gdb_out);
+    /* only a remote session reads the program's libraries through the stub */
+    cr_expect(strstr(gdb_out, "from remote target..."), "not a remote session: %s", gdb_out);
     cr_expect(strstr(gdb_out, "Breakpoint 1, reached ()"), "no stop in reached: %s", gdb_out);
     cr_expect(strstr(gdb_out, "$1 = 42"), "answer is not 42: %s", gdb_out);
     cr_expect(strstr(gdb_out, "exited normally]"), "no normal exit: %s", gdb_out);

@@ -158,6 +158,8 @@ int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_o
 
 int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out)
 {
+    /* written on every path, and never as root's: nobody is taken for root after a failure */
+    *out = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
     while (c->next)
         c = c->next;
     if (c->ops != &rdt_unix_ops)

@@ -158,7 +158,7 @@ extern const struct rdt_ops rdt_tcp_ops;
 extern const struct rdt_ops rdt_unix_ops;
 struct rdt_conn *rdt_sock_conn(const struct rdt_ops *ops, int fd);
 /* The credentials of a unix socket's peer, as it connected (read once, then kept). -ENOTSOCK
- * for a stack that is not on a unix socket. */
+ * for a stack that is not on a unix socket; on failure *out holds uid and gid -1. */
 struct ucred;
 int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out);
 
