@@ -634,8 +634,10 @@ static int open_query(struct rdb_broker *b, const char *t, char *err, size_t err
     struct rdt_tstring ts;
     char why[RDT_ERR_MAX];
     int rc = rdt_parse(t, RDT_SERVER, &ts, why, sizeof(why));
-    if (rc == 0 && (ts.clicon[0] || (ts.proto != RDT_TCP && ts.proto != RDT_NPIPE)))
-        rc = -EINVAL, snprintf(why, sizeof(why), "a query endpoint is tcp:port=N or npipe:pipe=N");
+    if (rc == 0 && (ts.clicon[0] || ts.proto == RDT_COM))
+        rc = -EINVAL, snprintf(why, sizeof(why),
+                               "a query endpoint is tcp:port=N, npipe:pipe=N, ssl:... or spipe:..., "
+                               "and never clicon");
     if (rc == 0)
         rc = rdt_server_open(&b->query[b->nquery], b->base, &ts, on_client, b, why, sizeof(why));
     if (rc) {

@@ -305,6 +305,12 @@ Test(broker, help_and_bad_flags)
              br.dir);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1);
     cr_expect(strstr(out, "-listen tcp:port=0:1: port: expected a port 1 to 65535"), "%s", out);
+    /* a query endpoint asked for TLS is refused, never opened in clear */
+    snprintf(cmd, sizeof(cmd),
+             "rdbroker -socket %s/y.sock -listen ssl:proto=tls1,certuser=me,port=%u", br.dir,
+             test_free_ports(1));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1);
+    cr_expect(strstr(out, "ssl: TLS is not available in this version of rdq"), "%s", out);
     /* a socket in a directory that others may write to is refused, with what would do */
     cr_expect_eq(test_run("rdbroker -socket /tmp/x.sock", out, sizeof(out), true), 1);
     cr_expect(strstr(out, "pipe directory /tmp may be written by other users"), "%s", out);

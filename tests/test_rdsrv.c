@@ -458,6 +458,31 @@ Test(rdsrv, port_in_use_is_a_failure)
     cr_expect(strstr(out, want), "%s", out);
 }
 
+Test(rdsrv, tls_is_refused_never_served_in_clear)
+{
+    /* a server asked for TLS that served the plain protocol would be a hole: until the TLS
+     * layer exists, it refuses to start, binds nothing and registers nothing */
+    unsigned p = test_free_ports(1);
+    char args[3][160], cmd[256];
+    snprintf(args[0], sizeof(args[0]), "-t ssl:proto=tls1,certuser=me,port=%u", p);
+    snprintf(args[1], sizeof(args[1]), "-t ssl:proto=tls1,certuser=me,port=%u,clicon=127.0.0.1", p);
+    snprintf(args[2], sizeof(args[2]), "-t spipe:proto=tls1,machuser=me,pipe=tls%%d");
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(rdsrv_run(args[i]), 1, "%s: %s", args[i], out);
+        cr_expect(strstr(out, "TLS is not available in this version of rdq"), "%s", out);
+        cr_expect_null(strstr(out, "Server started"), "%s", out);
+    }
+    int fd = test_take_port(p);
+    cr_expect_geq(fd, 0, "port %u was left bound", p);
+    close(fd);
+    cr_expect(test_wait_rows("localhost", 0, 100, out, sizeof(out)), "%s", out);
+    /* and no client makes a plain connection where it asked for TLS */
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 rdq -premote ssl:proto=tls1,certuser=me,server=127.0.0.1,port=%u", p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "never made in clear"), "%s", out);
+}
+
 Test(rdsrv, errors_never_show_the_password)
 {
     unsigned p = test_free_ports(1);

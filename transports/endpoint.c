@@ -15,6 +15,28 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* ---- What this build serves and dials ---- */
+
+int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen)
+{
+    switch (proto) {
+    case RDT_TCP:
+    case RDT_NPIPE:
+        return 0;
+    case RDT_SSL:
+    case RDT_SPIPE:
+        /* never the plain protocol instead: a user who asked for encryption must not get none */
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
+                        "%s: TLS is not available in this version of rdq, and a connection that "
+                        "asks for it is never made in clear: use %s with a password meanwhile",
+                        rdt_proto_name(proto), proto == RDT_SSL ? "tcp" : "npipe");
+    default:
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
+                        "%s: serial lines are not available in this version of rdq",
+                        rdt_proto_name(proto));
+    }
+}
+
 /* ---- Pipes ---- */
 
 int rdt_pipe_dir(char *buf, size_t len)
@@ -251,11 +273,11 @@ int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, siz
 {
     memset(out, 0, sizeof(*out));
     out->fd = -1;
+    int rc = rdt_proto_available(ts->proto, err, errlen);
+    if (rc)
+        return rc;
     if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE)
         return bind_pipe(ts, out, err, errlen);
-    if (ts->proto != RDT_TCP && ts->proto != RDT_SSL)
-        return rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s endpoints are not available here",
-                        rdt_proto_name(ts->proto));
     int fd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, &out->port, err, errlen);
     if (fd < 0)
         return fd;
@@ -416,16 +438,13 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     *out = NULL;
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
-    int rc;
-    if (ts->proto == RDT_NPIPE)
+    int rc = rdt_proto_available(ts->proto, err, errlen);
+    if (rc == 0 && ts->proto == RDT_NPIPE)
         rc = connect_pipe(ts, deadline, &c, err, errlen);
-    else if (ts->proto == RDT_TCP && ts->clicon[0])
+    else if (rc == 0 && ts->clicon[0])
         rc = await_server(ts, deadline, &c, err, errlen);
-    else if (ts->proto == RDT_TCP)
+    else if (rc == 0)
         rc = connect_tcp(ts, deadline, &c, err, errlen);
-    else
-        rc = rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s connections are not available here",
-                      rdt_proto_name(ts->proto));
     if (rc)
         return rc;
     c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);

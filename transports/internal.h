@@ -11,6 +11,10 @@
 int rdt_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* 0 when this build serves and dials `proto`; else -EPROTONOSUPPORT with a message that says so
+ * (a server or client that asked for TLS is never given a plain connection instead). */
+int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen);
+
 /* A socket layer whose non-blocking connect is still in progress. */
 struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const char *what);
 

@@ -345,6 +345,9 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
     *out = NULL;
     if (ts->side == RDT_CLIENT)
         return rdt_errf(-EINVAL, err, errlen, "a server needs a server-side transport string");
+    int rc = rdt_proto_available(ts->proto, err, errlen);
+    if (rc)
+        return rc;
     struct rdt_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
@@ -355,7 +358,6 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
     srv->arg = arg;
     srv->bound.fd = -1;
     srv->redial_ms = REDIAL_MIN_MS;
-    int rc = 0;
     if (ts->clicon[0]) {
         srv->bound.port = ts->port_lo;
         srv->redial_ev = evtimer_new(base, redial_cb, srv);
