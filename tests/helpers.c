@@ -170,6 +170,28 @@ int test_take_port(unsigned port)
     return fd;
 }
 
+int test_unanswered_port(unsigned port, int fill[2])
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a4 = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(lfd, 0) < 0) {
+        if (lfd >= 0)
+            close(lfd);
+        return -1;
+    }
+    /* a backlog of 0 holds one connection: the second one's SYN is dropped and stays unanswered
+     * too, so that no later connect completes */
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fill[i] >= 0)
+            connect(fill[i], (struct sockaddr *)&a4, sizeof(a4));
+    }
+    struct pollfd p = {.fd = fill[0], .events = POLLOUT};
+    poll(&p, 1, 2000); /* the first is in the backlog */
+    return lfd;
+}
+
 void test_private_pipe_dir(void)
 {
     char tmpl[] = "/tmp/rdq-test-XXXXXX";

@@ -39,6 +39,10 @@ unsigned test_free_ports(unsigned n);
 /* Occupies `port` with a listening socket; returns the fd. */
 int test_take_port(unsigned port);
 
+/* A listener on 127.0.0.1:port whose backlog is full: a connect to it never completes (its SYN
+ * goes unanswered). Returns the listener; `fill` gets the two connections that fill it. */
+int test_unanswered_port(unsigned port, int fill[2]);
+
 /* A private pipe directory for this test (sets RDQ_PIPE_DIR). */
 void test_private_pipe_dir(void);
 

@@ -147,7 +147,29 @@ Test(discover, qr_broker_silent)
     char args[64];
     snprintf(args, sizeof(args), "127.0.0.1 -port %u -timeout 300", p);
     cr_expect_eq(test_qr(args, out, sizeof(out)), RDD_TIMEOUT, "%s", out);
-    cr_expect(strstr(out, "did not complete the handshake in time"), "%s", out);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "127.0.0.1:%u accepted the connection but did not complete the handshake within "
+             "300 ms",
+             p);
+    cr_expect(strstr(out, want), "%s", out);
+    close(fd);
+}
+
+Test(discover, qr_connect_never_answered)
+{
+    /* nothing answers the connect at all: not a broker that went quiet, and said so */
+    unsigned p = test_free_ports(1);
+    int fill[2], fd = test_unanswered_port(p, fill);
+    cr_assert_geq(fd, 0);
+    char args[64], want[96];
+    snprintf(args, sizeof(args), "127.0.0.1 -port %u -timeout 300", p);
+    cr_expect_eq(test_qr(args, out, sizeof(out)), RDD_UNREACHABLE, "%s", out);
+    snprintf(want, sizeof(want), "tcp: no answer from 127.0.0.1:%u within 300 ms", p);
+    cr_expect(strstr(out, want), "%s", out);
+    cr_expect_null(strstr(out, "handshake"), "%s", out);
+    close(fill[0]);
+    close(fill[1]);
     close(fd);
 }
 

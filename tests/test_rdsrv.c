@@ -483,6 +483,31 @@ Test(rdsrv, tls_is_refused_never_served_in_clear)
     cr_expect(strstr(out, "never made in clear"), "%s", out);
 }
 
+Test(rdsrv, premote_names_a_connect_unanswered_and_a_server_gone_quiet)
+{
+    unsigned p = test_free_ports(2);
+    int fill[2], quiet = test_take_port(p + 1), silent = test_unanswered_port(p, fill);
+    cr_assert(quiet >= 0 && silent >= 0);
+    char cmd[160], want[160];
+    snprintf(cmd, sizeof(cmd), "rdq -premote tcp:server=127.0.0.1,port=%u -timeout 300 </dev/null",
+             p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    snprintf(want, sizeof(want), "rdq: tcp: no answer from 127.0.0.1:%u within 300 ms\n", p);
+    cr_expect_str_eq(out, want);
+    snprintf(cmd, sizeof(cmd), "rdq -premote tcp:server=127.0.0.1,port=%u -timeout 300 </dev/null",
+             p + 1);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    snprintf(want, sizeof(want),
+             "rdq: tcp: 127.0.0.1:%u accepted the connection but did not complete the handshake "
+             "within 300 ms\n",
+             p + 1);
+    cr_expect_str_eq(out, want);
+    close(fill[0]);
+    close(fill[1]);
+    close(silent);
+    close(quiet);
+}
+
 Test(rdsrv, errors_never_show_the_password)
 {
     unsigned p = test_free_ports(1);

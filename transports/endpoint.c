@@ -297,8 +297,8 @@ void rdt_unbind(struct rdt_bound *b)
 
 /* ---- Dialing ---- */
 
-static int connect_tcp(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
-                       char *err, size_t errlen)
+static int connect_tcp(const struct rdt_tstring *ts, int timeout_ms, int64_t deadline,
+                       struct rdt_conn **out, char *err, size_t errlen)
 {
     struct addrinfo *ai = NULL;
     int rc = rdt_resolve(ts->server, ts->port_lo, ts->ipv6, false, &ai, err, errlen);
@@ -319,8 +319,8 @@ static int connect_tcp(const struct rdt_tstring *ts, int64_t deadline, struct rd
         struct rdt_conn *c = rdt_sock_connecting(&rdt_tcp_ops, fd, what);
         int64_t left = deadline - rdt_now_ms();
         rc = c ? rdt_conn_open_wait(c, left > 0 ? (int)left : 0) : -ENOMEM;
-        if (rc == -ETIMEDOUT)
-            rdt_errf(rc, err, errlen, "tcp: no answer from %s in time", what);
+        if (rc == -ETIMEDOUT) /* the connect itself: nothing answered, not even a refusal */
+            rdt_errf(rc, err, errlen, "tcp: no answer from %s within %d ms", what, timeout_ms);
         else if (rc)
             rdt_errf(rc, err, errlen, "%s", c ? rdt_conn_error(c) : strerror(ENOMEM));
         if (rc)
@@ -432,10 +432,21 @@ static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct r
     return rc;
 }
 
+/* The peer of a client string, for messages: HOST:PORT, or the pipe. */
+static const char *peer_what(const struct rdt_tstring *ts, char *buf, size_t len)
+{
+    if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE)
+        snprintf(buf, len, "the server of pipe %s", ts->pipe);
+    else
+        snprintf(buf, len, "%s:%u", ts->clicon[0] ? ts->clicon : ts->server, ts->port_lo);
+    return buf;
+}
+
 static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                 enum rdt_role role, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
+    char what[RDT_HOST_MAX + RDT_PIPE_MAX + 32];
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc = rdt_proto_available(ts->proto, err, errlen);
@@ -444,7 +455,7 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     else if (rc == 0 && ts->clicon[0])
         rc = await_server(ts, deadline, &c, err, errlen);
     else if (rc == 0)
-        rc = connect_tcp(ts, deadline, &c, err, errlen);
+        rc = connect_tcp(ts, timeout_ms, deadline, &c, err, errlen);
     if (rc)
         return rc;
     c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);
@@ -452,9 +463,10 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
     int64_t left = deadline - rdt_now_ms();
     rc = rdt_conn_open_wait(c, left > 0 ? (int)left : 0);
-    if (rc == -ETIMEDOUT)
-        rdt_errf(rc, err, errlen, "%s: the server did not complete the handshake in time",
-                 rdt_proto_name(ts->proto));
+    if (rc == -ETIMEDOUT) /* connected: the peer took the connection, then went quiet */
+        rdt_errf(rc, err, errlen,
+                 "%s: %s accepted the connection but did not complete the handshake within %d ms",
+                 rdt_proto_name(ts->proto), peer_what(ts, what, sizeof(what)), timeout_ms);
     else if (rc)
         rdt_errf(rc, err, errlen, "%s", rdt_conn_error(c));
     if (rc) {
