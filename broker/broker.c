@@ -571,16 +571,32 @@ static unsigned peer_conns(const struct rdb_broker *b, const char *peer)
     return n;
 }
 
-static bool turn_away(struct rdb_broker *b, bool local, const struct ucred *cr, const char *peer)
+/* Why a connection that passed the session layer is turned away (NULL: it is served). Root's on
+ * the local socket never are. */
+static const char *busy_reason(struct rdb_broker *b, bool local, const struct ucred *cr,
+                               const char *peer)
 {
-    const char *why = NULL;
+    if (local && cr->uid == 0)
+        return NULL;
     if (local ? b->nconns_reg >= REG_CONNS_MAX : b->nconns - b->nconns_reg >= CONNS_MAX)
-        why = "too many connections";
-    else if (!(local && cr->uid == 0) && peer_conns(b, peer) >= PEER_CONNS_MAX)
-        why = "too many connections from it";
-    if (why)
-        logf_(b, LOG_WARNING, "%s: turned away: %s", peer, why);
-    return why != NULL;
+        return "busy: too many connections, try again shortly";
+    if (peer_conns(b, peer) >= PEER_CONNS_MAX)
+        return local ? "busy: too many connections from your user"
+                     : "busy: too many connections from your address";
+    return NULL;
+}
+
+/* Tells the peer why in an error message, then closes. */
+static void turn_away(struct rdb_broker *b, struct rdt_conn *conn, const char *peer,
+                      const char *why)
+{
+    size_t len = 0;
+    json_t *body = json_pack("{s:s}", "message", why);
+    uint8_t *frame = rdb_frame_encode(RDB_ERROR, body, &len);
+    json_decref(body);
+    rdt_conn_close_with(conn, frame, frame ? len : 0);
+    free(frame);
+    logf_(b, LOG_WARNING, "%s: turned away: %s", peer, why);
 }
 
 static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
@@ -593,7 +609,12 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
     }
     struct ucred cred = {0};
     bool local = srv == b->reg && rdt_conn_peer_cred(conn, &cred) == 0;
-    struct bconn *c = turn_away(b, local, &cred, peer) ? NULL : calloc(1, sizeof(*c));
+    const char *busy = busy_reason(b, local, &cred, peer);
+    if (busy) {
+        turn_away(b, conn, peer, busy);
+        return;
+    }
+    struct bconn *c = calloc(1, sizeof(*c));
     if (c)
         c->ev = event_new(b->base, -1, 0, conn_cb, c);
     if (!c || !c->ev) {
@@ -635,9 +656,10 @@ static int open_query(struct rdb_broker *b, const char *t, char *err, size_t err
     char why[RDT_ERR_MAX];
     int rc = rdt_parse(t, RDT_SERVER, &ts, why, sizeof(why));
     if (rc == 0 && (ts.clicon[0] || ts.proto == RDT_COM))
-        rc = -EINVAL, snprintf(why, sizeof(why),
-                               "a query endpoint is tcp:port=N, npipe:pipe=N, ssl:... or spipe:..., "
-                               "and never clicon");
+        rc = -EINVAL,
+        snprintf(why, sizeof(why),
+                 "a query endpoint is tcp:port=N, npipe:pipe=N, ssl:... or spipe:..., "
+                 "and never clicon");
     if (rc == 0)
         rc = rdt_server_open(&b->query[b->nquery], b->base, &ts, on_client, b, why, sizeof(why));
     if (rc) {

@@ -2,14 +2,19 @@
 #include "broker.h"
 #include "helpers.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -523,4 +528,123 @@ Test(broker, a_listing_past_the_frame_limit_says_what_it_leaves_out)
     cr_expect(strstr(big, want), "%s", want);
     for (int i = 0; i < 4; i++)
         rdt_conn_free(c[i]);
+}
+
+/* ---- One peer's idle connections turn nobody else away ---- */
+
+#define IDLE_CONNS 400
+
+/* Opens n connections to `to` (from `from`, when not NULL) and sends nothing. Returns how many. */
+static int hold_idle(const struct sockaddr *to, socklen_t tolen, const struct sockaddr *from,
+                     socklen_t fromlen, int *fds, int n)
+{
+    int got = 0;
+    for (; got < n; got++) {
+        fds[got] = socket(to->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[got] < 0 || (from && bind(fds[got], from, fromlen) < 0) ||
+            connect(fds[got], to, tolen) < 0) {
+            if (fds[got] >= 0)
+                close(fds[got]);
+            break;
+        }
+    }
+    return got;
+}
+
+/* Whether `fd` is told, within 3 s, that it is turned away with `why`. */
+static bool told_busy(int fd, const char *why)
+{
+    char buf[512];
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (got + 1 < sizeof(buf) && poll(&p, 1, 3000) == 1) {
+        ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    /* the busy frame: the session layer's magic and type B, then the reason */
+    return got > 8 && memcmp(buf, "RDQB", 4) == 0 && strstr(buf + 8, why);
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+Test(broker, idle_connections_of_one_address_turn_no_other_away)
+{
+    static int fds[IDLE_CONNS];
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(br.port)};
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    inet_pton(AF_INET, "127.0.0.2", &from.sin_addr); /* another address of this host */
+    int n = hold_idle((struct sockaddr *)&to, sizeof(to), (struct sockaddr *)&from, sizeof(from),
+                      fds, IDLE_CONNS);
+    cr_assert_eq(n, IDLE_CONNS, "only %d connections", n);
+    cr_expect(told_busy(fds[n - 1], "busy: too many connections from your address"),
+              "a connection past the cap is not told why it is closed");
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want), "Servers on 127.0.0.1:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_expect_eq(test_qr("127.0.0.1 -timeout 3000", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    close_all(fds, n);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, idle_connections_of_one_user_turn_no_other_away)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to hold the connections as another user");
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t holder = fork();
+    if (holder == 0) {
+        /* an unprivileged user (nobody) holds idle connections on the registration socket */
+        static int fds[IDLE_CONNS];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", br.sock);
+        char ok = 'n';
+        if (setgroups(0, NULL) == 0 && setgid(65534) == 0 && setuid(65534) == 0 &&
+            hold_idle((struct sockaddr *)&sa, sizeof(sa), NULL, 0, fds, IDLE_CONNS) == IDLE_CONNS)
+            ok = told_busy(fds[IDLE_CONNS - 1], "busy: too many connections from your user") ? 'y'
+                                                                                             : 'b';
+        if (write(ready[1], &ok, 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char ok = 0;
+    cr_assert_eq(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    cr_expect_eq(ok, 'y', "the holder: %c (n: could not connect, b: not told it is busy)", ok);
+    /* root's server registers, and root and another user are both answered */
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    bool listed = test_wait_rows("localhost", 1, 3000, out, sizeof(out));
+    cr_expect(listed, "root's server did not register: %s", out);
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_expect_eq(test_qr("localhost -timeout 3000", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    cr_expect_eq(test_run("setpriv --reuid=1 --regid=1 --clear-groups rdq -QR localhost "
+                          "-timeout 3000",
+                          out, sizeof(out), true),
+                 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    /* while the holder's own next client is told why it is turned away */
+    cr_expect_neq(test_run("setpriv --reuid=65534 --regid=65534 --clear-groups rdq -QR localhost "
+                           "-timeout 3000",
+                           out, sizeof(out), true),
+                  0, "%s", out);
+    cr_expect(strstr(out, "rdq: -QR localhost: localhost: busy: too many connections from your "
+                          "user\n"),
+              "%s", out);
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    test_stop(s, SIGTERM);
 }

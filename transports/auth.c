@@ -22,7 +22,12 @@
 #define HDR_LEN 8
 #define BODY_MAX 256
 
-enum frame_type { FRAME_SERVER_HELLO = 'S', FRAME_CLIENT_HELLO = 'C', FRAME_VERDICT = 'V' };
+enum frame_type {
+    FRAME_SERVER_HELLO = 'S',
+    FRAME_CLIENT_HELLO = 'C',
+    FRAME_VERDICT = 'V',
+    FRAME_BUSY = 'B', /* in place of the server hello: turned away, the body says why */
+};
 enum verdict { VERDICT_OK = 0, VERDICT_DENIED = 1 };
 enum state { ST_SEND_HELLO, ST_READ_HELLO, ST_SEND_VERDICT, ST_READ_VERDICT, ST_DONE, ST_FAILED };
 
@@ -115,17 +120,23 @@ static void mac(const struct auth *a, const char *label, const uint8_t *n1, cons
     explicit_bzero(msg, sizeof(msg));
 }
 
-static void put_frame(struct auth *a, enum frame_type type, const uint8_t *body, size_t len)
+/* Writes a frame into `o` (room for HDR_LEN + BODY_MAX): returns its length. */
+static size_t frame_make(uint8_t *o, enum frame_type type, unsigned version, const void *body,
+                         size_t len)
 {
-    uint8_t *o = a->out;
     memcpy(o, "RDQ", 3);
     o[3] = (uint8_t)type;
-    o[4] = (uint8_t)(a->version >> 8);
-    o[5] = (uint8_t)a->version;
+    o[4] = (uint8_t)(version >> 8);
+    o[5] = (uint8_t)version;
     o[6] = (uint8_t)(len >> 8);
     o[7] = (uint8_t)len;
     memcpy(o + HDR_LEN, body, len);
-    a->out_len = HDR_LEN + len;
+    return HDR_LEN + len;
+}
+
+static void put_frame(struct auth *a, enum frame_type type, const uint8_t *body, size_t len)
+{
+    a->out_len = frame_make(a->out, type, a->version, body, len);
     a->out_off = 0;
 }
 
@@ -217,11 +228,29 @@ static int check_header(struct rdt_conn *c, struct auth *a, enum frame_type want
     return 0;
 }
 
+/* A server that turned this client away, of any version: its frame says why. */
+static bool is_busy(const struct auth *a)
+{
+    return a->role != RDT_ROLE_SERVER && memcmp(a->in, "RDQ", 3) == 0 && a->in[3] == FRAME_BUSY &&
+           frame_len(a) <= sizeof(a->in);
+}
+
+static int busy_fail(struct auth *a)
+{
+    char why[BODY_MAX + 1];
+    size_t n = frame_len(a) - HDR_LEN;
+    for (size_t i = 0; i < n; i++) /* the peer's text, shown only as printable ASCII */
+        why[i] = a->in[HDR_LEN + i] >= 0x20 && a->in[HDR_LEN + i] < 0x7f ? (char)a->in[HDR_LEN + i]
+                                                                         : '?';
+    why[n] = '\0';
+    return auth_fail(a, -EBUSY, "%s", n ? why : "busy");
+}
+
 /* Reads exactly one frame of `want` (of a known size), never past its end: what follows belongs
  * to the caller. A peer whose header differs is answered and failed before its body counts. */
 static int read_frame(struct rdt_conn *c, struct auth *a, enum frame_type want, size_t body_len)
 {
-    const size_t need = HDR_LEN + body_len;
+    size_t need = HDR_LEN + body_len;
     while (a->in_len < need) {
         size_t n = 0, had = a->in_len;
         int rc = rdt_conn_read(c->next, a->in + a->in_len, need - a->in_len, &n);
@@ -232,10 +261,14 @@ static int read_frame(struct rdt_conn *c, struct auth *a, enum frame_type want, 
         if (n == 0)
             return auth_fail(a, -ECONNRESET, "the peer closed the connection during the handshake");
         a->in_len += n;
-        if (had < HDR_LEN && a->in_len >= HDR_LEN && (rc = check_header(c, a, want, body_len)))
+        if (had >= HDR_LEN || a->in_len < HDR_LEN)
+            continue;
+        if (is_busy(a))
+            need = frame_len(a);
+        else if ((rc = check_header(c, a, want, body_len)))
             return rc;
     }
-    return 0;
+    return is_busy(a) ? busy_fail(a) : 0;
 }
 
 static int server_check_hello(struct auth *a)
@@ -460,6 +493,13 @@ struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const 
         a->state = ST_READ_HELLO;
     }
     return c;
+}
+
+void rdt_auth_turn_away(struct rdt_conn *c, const char *why)
+{
+    uint8_t frame[HDR_LEN + BODY_MAX];
+    size_t len = strnlen(why, BODY_MAX);
+    rdt_conn_close_with(c, frame, frame_make(frame, FRAME_BUSY, RDT_PROTOCOL_VERSION, why, len));
 }
 
 bool rdt_auth_refused(struct rdt_conn *c)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -53,6 +54,21 @@ void rdt_conn_discard(struct rdt_conn *c)
     struct linger now = {.l_onoff = 1, .l_linger = 0};
     if (c && c->fd >= 0)
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now)); /* unix sockets ignore it */
+    rdt_conn_free(c);
+}
+
+void rdt_conn_close_with(struct rdt_conn *c, const void *last, size_t len)
+{
+    if (!c)
+        return;
+    size_t n = 0;
+    if (len)
+        rdt_conn_write(c, last, len, &n); /* a fresh connection's buffer takes it whole */
+    /* what the peer sent is read first: closing on unread bytes would reset the connection,
+     * and a reset may discard the message before the peer reads it */
+    uint8_t sink[4096];
+    for (int i = 0; i < 16 && c->fd >= 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
     rdt_conn_free(c);
 }
 

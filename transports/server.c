@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #define HANDSHAKE_MS 10000  /* a client has this long to complete the session layer */
-#define PENDING_MAX 256     /* handshakes in progress at once; more are turned away */
+#define PENDING_MAX 1024    /* handshakes in progress at once, root's apart; more are turned */
+#define PEER_PENDING_MAX 64 /* away, and so are more of one peer (an address, or a user) */
+#define TURNED_AWAY_MS 1000 /* turn-aways are logged at most this often */
 #define PENALTY_SLOTS 64    /* peers remembered for refused passwords */
 #define PENALTY_BASE_MS 250 /* the first retry after a refusal waits this long ... */
 #define PENALTY_MAX_MS 8000 /* ... doubling up to this */
@@ -34,7 +36,8 @@ struct pending {
     struct rdt_conn *conn;
     struct event *ev;
     int64_t deadline;
-    bool held; /* waiting out the peer's hold-back */
+    bool held;   /* waiting out the peer's hold-back */
+    bool capped; /* counted against the caps: every peer but root on the local socket */
     char peer[64];
     LIST_ENTRY(pending) link;
 };
@@ -50,7 +53,9 @@ struct rdt_server {
     rdt_server_cb cb;
     void *arg;
     LIST_HEAD(, pending) pending;
-    unsigned npending;
+    unsigned npending;    /* of them, those counted against the caps */
+    unsigned turned_away; /* since the last report of it */
+    int64_t turned_away_at;
     struct penalty penalties[PENALTY_SLOTS];
 };
 
@@ -114,7 +119,7 @@ static void pending_free(struct pending *p, bool close_conn)
 {
     struct rdt_server *srv = p->srv;
     LIST_REMOVE(p, link);
-    srv->npending--;
+    srv->npending -= p->capped;
     if (p->ev)
         event_free(p->ev);
     if (close_conn)
@@ -197,10 +202,43 @@ static bool serves_pipes(const struct rdt_server *srv)
     return srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
 }
 
+/* Why a new connection of `peer` is turned away (NULL: it is not). Root's, on the local socket,
+ * never are: nobody can keep root's servers from registering. */
+static const char *busy_reason(const struct rdt_server *srv, const char *peer, bool root)
+{
+    if (root)
+        return NULL;
+    if (srv->npending >= PENDING_MAX)
+        return "busy: too many connections in progress, try again shortly";
+    unsigned n = 0;
+    const struct pending *p;
+    LIST_FOREACH(p, &srv->pending, link)
+    n += p->capped && strcmp(p->peer, peer) == 0;
+    if (n < PEER_PENDING_MAX)
+        return NULL;
+    return serves_pipes(srv) ? "busy: too many connections from your user"
+                             : "busy: too many connections from your address";
+}
+
+/* Tells the peer why, and logs it (at most once a second, with how many since). */
+static void turn_away(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
+                      const char *why)
+{
+    rdt_auth_turn_away(conn, why);
+    srv->turned_away++;
+    int64_t now = rdt_now_ms();
+    if (now - srv->turned_away_at < TURNED_AWAY_MS)
+        return;
+    report(srv, peer, "%s: turned away (%s); %u turned away since the last report", peer, why,
+           srv->turned_away);
+    srv->turned_away = 0;
+    srv->turned_away_at = now;
+}
+
 /* Takes a new connection (accepted or dialed) into the handshake, held back first if the peer
  * was refused a password lately. */
 static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
-                        bool dialed)
+                        bool dialed, bool capped)
 {
     unsigned delay = rdt_server_penalty_ms(srv, peer);
     if (delay && !serves_pipes(srv) && peer_held(srv, peer)) {
@@ -226,9 +264,10 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     }
     p->srv = srv;
     p->conn = conn;
+    p->capped = capped;
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
     LIST_INSERT_HEAD(&srv->pending, p, link);
-    srv->npending++;
+    srv->npending += capped;
     p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
     struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
     /* one event serves the whole handshake: first the penalty's wait, if any, then the socket */
@@ -274,14 +313,15 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         struct rdt_conn *conn = rdt_sock_conn(serves_pipes(srv) ? &rdt_unix_ops : &rdt_tcp_ops, fd);
         char peer[64] = "unknown";
+        struct ucred cred;
+        bool root = conn && rdt_conn_peer_cred(conn, &cred) == 0 && cred.uid == 0;
         if (conn)
             rdt_conn_peer_name(conn, peer, sizeof(peer));
-        if (conn && srv->npending >= PENDING_MAX) {
-            rdt_conn_free(conn);
-            report(srv, peer, "%s: turned away: too many handshakes in progress", peer);
-            continue;
-        }
-        pending_add(srv, conn, peer, false);
+        const char *busy = conn ? busy_reason(srv, peer, root) : NULL;
+        if (busy)
+            turn_away(srv, conn, peer, busy);
+        else
+            pending_add(srv, conn, peer, false, !root);
     }
 }
 
@@ -311,7 +351,7 @@ static void dial_once(struct rdt_server *srv)
     }
     char what[RDT_HOST_MAX + 8];
     snprintf(what, sizeof(what), "%s:%u", srv->ts.clicon, srv->ts.port_lo);
-    pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon, true);
+    pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon, true, false);
 }
 
 static void redial_cb(evutil_socket_t fd, short what, void *arg)

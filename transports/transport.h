@@ -148,6 +148,10 @@ void rdt_conn_free(struct rdt_conn *c);
  * times a second would otherwise fill its ports with them). */
 void rdt_conn_discard(struct rdt_conn *c);
 
+/* Sends `last` (one write, as far as the socket takes it at once), reads and drops what the peer
+ * sent, and frees the stack: for a message the peer should read before the connection ends. */
+void rdt_conn_close_with(struct rdt_conn *c, const void *last, size_t len);
+
 /* Blocking helpers over the non-blocking ops, each bounded by `timeout_ms` (-1: none). */
 int rdt_conn_open_wait(struct rdt_conn *c, int timeout_ms);
 int rdt_conn_write_all(struct rdt_conn *c, const void *buf, size_t len, int timeout_ms);
@@ -177,6 +181,11 @@ enum rdt_role { RDT_ROLE_SERVER, RDT_ROLE_CLIENT, RDT_ROLE_REQUESTER };
  * `version` is normally RDT_PROTOCOL_VERSION (tests pass others). Takes `next` even on failure. */
 struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const char *password,
                                unsigned version);
+
+/* Turns away a connection that has not started the session layer (the server end): the peer
+ * is sent a busy frame instead of the server hello, and its client fails with -EBUSY and the
+ * message `why` (such as "busy: too many connections from your address"). Takes `c`. */
+void rdt_auth_turn_away(struct rdt_conn *c, const char *why);
 
 /* After a failed open: true when the failure was a refused password (for slowing the peer). */
 bool rdt_auth_refused(struct rdt_conn *c);

@@ -1,6 +1,6 @@
-/* libFuzzer target for what peers send: the session layer's frames (as a server with and without
- * a password reads them) and the broker's frames. Anything may fail, nothing may crash, hang or
- * leak, and a frame that decodes must be a JSON object. */
+/* libFuzzer target for what peers send: the session layer's frames (as a server and as a client,
+ * each with and without a password, read them) and the broker's frames. Anything may fail, nothing
+ * may crash, hang or leak, and a frame that decodes must be a JSON object. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -14,8 +14,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Runs the server's session layer against `data` as the client's bytes. */
-static void session(const uint8_t *data, size_t size, const char *password)
+/* Runs one end's session layer against `data` as the other end's bytes. */
+static void session(const uint8_t *data, size_t size, enum rdt_role role, const char *password)
 {
     int sv[2];
     if (size > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
@@ -26,8 +26,8 @@ static void session(const uint8_t *data, size_t size, const char *password)
         return;
     }
     shutdown(sv[1], SHUT_WR);
-    struct rdt_conn *c = rdt_auth_conn(rdt_sock_conn(&rdt_unix_ops, sv[0]), RDT_ROLE_SERVER,
-                                       password, RDT_PROTOCOL_VERSION);
+    struct rdt_conn *c =
+        rdt_auth_conn(rdt_sock_conn(&rdt_unix_ops, sv[0]), role, password, RDT_PROTOCOL_VERSION);
     int rc = -EAGAIN;
     for (int i = 0; c && i < 8 && rc == -EAGAIN; i++)
         rc = rdt_conn_open_step(c); /* every byte is there: more steps change nothing */
@@ -69,8 +69,10 @@ static void broker_frames(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    session(data, size, NULL);
-    session(data, size, "Secret12");
+    session(data, size, RDT_ROLE_SERVER, NULL);
+    session(data, size, RDT_ROLE_SERVER, "Secret12");
+    session(data, size, RDT_ROLE_CLIENT, NULL);
+    session(data, size, RDT_ROLE_REQUESTER, "Secret12");
     broker_frames(data, size);
     return 0;
 }
