@@ -411,8 +411,15 @@ static int pipe_connect(struct rdb_broker *b, const char *name, char *why, size_
     /* non-blocking: a pipe whose server does not accept is busy, and the loop goes on */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        snprintf(why, len, "relay: %s on pipe %s (%s)",
-                 errno == EAGAIN ? "the server is busy" : "no server", name, strerror(errno));
+        if (errno == EACCES || errno == EPERM)
+            snprintf(why, len,
+                     "relay: the broker (uid %u) may not open pipe %s in %s (%s): a pipe to "
+                     "relay must be where the broker's user may reach it, such as root's pipe "
+                     "directory /run/rdq/pipe",
+                     (unsigned)geteuid(), name, b->pipe_dir, strerror(errno));
+        else
+            snprintf(why, len, "relay: %s on pipe %s (%s)",
+                     errno == EAGAIN ? "the server is busy" : "no server", name, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;

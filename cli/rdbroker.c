@@ -29,12 +29,15 @@ struct opts {
 static void usage(FILE *f)
 {
     fprintf(f,
+            "rdbroker: the per-host registry of rdq servers, which answers rdq -QR (the listing\n"
+            "of cdb -QR of Microsoft's Debugging Tools for Windows)\n"
             "Usage: rdbroker [-socket PATH] [-listen TRANSPORT]... [-group NAME] [-user NAME]\n"
             "                [-idle MS] [-relay] [-syslog] [-config FILE]\n"
             "  -socket PATH     registration and local query socket (default $RDQ_BROKER_SOCK,\n"
             "                   else %s)\n"
             "  -listen T        a query endpoint, repeatable (default tcp:port=%d);\n"
             "                   tcp:port=N[:M] or npipe:pipe=NAME, with password= if wanted\n"
+            "                   (ssl and spipe are refused until rdq has its TLS layer)\n"
             "  -group NAME      members of this group register discoverably (root always does)\n"
             "  -user NAME       the user to run as after binding, when started as root\n"
             "                   (default nobody)\n"

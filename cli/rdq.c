@@ -41,7 +41,9 @@ static const struct verb verbs[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage:\n");
+    fprintf(f, "rdq finds, lists and reaches remote-debugging servers: the remote debugging of\n"
+               "Microsoft's Debugging Tools for Windows (cdb -QR, dbgsrv, kdsrv), on Linux.\n"
+               "Usage:\n");
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
         fprintf(f, "  rdq %s %s\n      %s\n", verbs[i].name, verbs[i].args, verbs[i].help);
     fprintf(f,

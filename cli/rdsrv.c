@@ -29,6 +29,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
+        "rdsrv: the process server of rdq (as dbgsrv of Microsoft's Debugging Tools for Windows)\n"
         "Usage: rdsrv -t TRANSPORT [-stub CMD] [-desc TEXT] [-broker PATH]\n"
         "             [-x | -pc ...] [-c[s] AppCmdLine]\n"
         "  -t TRANSPORT   where to serve, e.g. tcp:port=51:60,password=Pw or npipe:pipe=dbg%%d\n"

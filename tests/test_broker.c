@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,20 @@ static pid_t rdsrvf(const char *fmt, unsigned port)
     char t[256];
     snprintf(t, sizeof(t), fmt, port, port + 5);
     return rdsrv(t, 0);
+}
+
+/* Polls the broker's log (up to 2 s) until it shows `n` registrations; the log is in `log`. */
+static bool wait_registered(int n, char *log, size_t len)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "cat %s", br.log);
+    for (int i = 0; i < 100; i++) {
+        test_run(cmd, log, len, true);
+        if (test_count(log, "registered:") >= n)
+            return true;
+        usleep(20000);
+    }
+    return false;
 }
 
 Test(broker, demo_servers_and_exactly_the_right_listing)
@@ -137,11 +152,7 @@ Test(broker, unprivileged_registration_is_not_listed)
     pid_t theirs = rdsrv(t, 65534); /* nobody */
     cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
     char log[8192], cmd[256];
-    snprintf(cmd, sizeof(cmd), "cat %s", br.log);
-    for (int i = 0; i < 100 && test_count(log, "registered:") < 2; i++) {
-        usleep(20000);
-        test_run(cmd, log, sizeof(log), true);
-    }
+    wait_registered(2, log, sizeof(log));
     cr_assert_eq(test_count(log, "registered:"), 2, "%s", log);
     cr_expect(strstr(log, "uid 65534, not discoverable"), "%s", log);
     snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
@@ -303,6 +314,7 @@ Test(broker, help_and_bad_flags)
 {
     cr_expect_eq(test_run("rdbroker -?", out, sizeof(out), true), 0);
     cr_expect(strstr(out, "Usage: rdbroker"), "%s", out);
+    cr_expect(strstr(out, "cdb -QR of Microsoft's Debugging Tools for Windows"), "%s", out);
     cr_expect_eq(test_run("rdbroker -frob", out, sizeof(out), true), 2);
     cr_expect_str_eq(out, "rdbroker: unknown option \"-frob\": try rdbroker -?\n");
     char cmd[256];
@@ -367,12 +379,8 @@ Test(broker, relay_reaches_a_pipe_of_this_host_from_another)
 {
     restart_broker("-relay", NULL);
     pid_t s = rdsrv("npipe:pipe=relayme,hidden,password=Pw12", 0);
-    char log[4096], cmd[256];
-    snprintf(cmd, sizeof(cmd), "cat %s", br.log);
-    for (int i = 0; i < 100 && !strstr(log, "registered:"); i++) {
-        usleep(20000);
-        test_run(cmd, log, sizeof(log), true);
-    }
+    char log[4096];
+    cr_assert(wait_registered(1, log, sizeof(log)), "%s", log);
     /* 127.0.0.2 is not "this host" to rdq: it goes through that address's broker */
     cr_expect_eq(test_run("echo through-the-relay | rdq -premote "
                           "npipe:server=127.0.0.2,pipe=relayme,password=Pw12",
@@ -396,6 +404,26 @@ Test(broker, relay_reaches_a_pipe_of_this_host_from_another)
     cr_expect(strstr(out, "relay: no server on pipe nothere"), "%s", out);
     cr_expect_eq(test_run("rdq -premote 'npipe:server=127.0.0.2,pipe=..'", out, sizeof(out), true),
                  2, "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(broker, relay_says_when_the_broker_may_not_open_the_pipe)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root: the broker runs as nobody only when started as root");
+    restart_broker("-relay", NULL);
+    pid_t s = rdsrv("npipe:pipe=relayme", 0);
+    char dir[160];
+    snprintf(dir, sizeof(dir), "%s/pipe", br.dir);
+    cr_assert(wait_registered(1, out, sizeof(out)), "%s", out);
+    chmod(dir, 0700); /* as any $XDG_RUNTIME_DIR is: the broker, as nobody, cannot enter it */
+    cr_expect_eq(
+        test_run("rdq -premote npipe:server=127.0.0.2,pipe=relayme", out, sizeof(out), true), 1);
+    snprintf(want, sizeof(want),
+             "relay: the broker (uid 65534) may not open pipe relayme in %s (Permission "
+             "denied): a pipe to relay must be where the broker's user may reach it",
+             dir);
+    cr_expect(strstr(out, want), "%s", out);
     test_stop(s, SIGTERM);
 }
 

@@ -123,6 +123,7 @@ Test(check, usage)
 {
     cr_expect_eq(test_run("rdq '-?'", out, sizeof(out), true), 0);
     cr_expect(strstr(out, "rdq -check [-server|-client] TRANSPORT"), "%s", out);
+    cr_expect(strstr(out, "Debugging Tools for Windows (cdb -QR, dbgsrv, kdsrv)"), "%s", out);
     cr_expect_eq(test_run("rdq --help", out, sizeof(out), true), 0);
     cr_expect_eq(test_run("rdq", out, sizeof(out), true), 2);
     cr_expect(strstr(out, "Usage:"), "%s", out);

@@ -551,6 +551,7 @@ Test(rdsrv, help)
     cr_expect(strstr(out, "Usage: rdsrv"), "%s", out);
     cr_expect_eq(rdsrv_run("--help"), 0, "%s", out);
     cr_expect(strstr(out, "Usage: rdsrv"), "%s", out);
+    cr_expect(strstr(out, "as dbgsrv of Microsoft's Debugging Tools for Windows"), "%s", out);
 }
 
 /* ---- Never listed ---- */
