@@ -28,8 +28,10 @@ static int cmd_qr(int argc, char **argv);
 static int cmd_premote(int argc, char **argv);
 
 static const struct verb verbs[] = {
-    {"-QR", "[\\\\]host [-json] [-kind all|debugger|remote] [-port N] [-timeout MS]",
-     "list the servers of a host, as its broker knows them", cmd_qr},
+    {"-QR", "[\\\\]host [-json] [-kind all|debugger|remote] [-port N] [-via T] [-timeout MS]",
+     "list the servers of a host, as its broker knows them; -via T reaches the broker's query\n"
+     "      endpoint T, e.g. -via ssl:proto=tls1,certuser=THUMBPRINT,port=7264",
+     cmd_qr},
     {"-premote", "TRANSPORT [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
      "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
@@ -131,6 +133,8 @@ struct qr_opts {
     enum rdb_filter filter;
     uint16_t port;
     int timeout_ms;
+    bool have_via;
+    struct rdt_tstring via;
 };
 
 static int parse_number(const char *flag, const char *v, long lo, long hi, long *out)
@@ -146,6 +150,32 @@ static int parse_number(const char *flag, const char *v, long lo, long hi, long 
     return 0;
 }
 
+/* -via T: the broker's query endpoint as its -listen string gives it (tcp:port=N,
+ * ssl:...,port=N, npipe:pipe=N, spipe:...), or as a client string; the host fills in server=. */
+static int via_parse(struct qr_opts *o, const char *v)
+{
+    char err[RDT_ERR_MAX];
+    struct rdt_tstring *ts = &o->via;
+    if (!v) {
+        fprintf(stderr, "rdq: -via needs a transport string, e.g. -via tcp:port=7263\n");
+        return -1;
+    }
+    if (rdt_parse(v, RDT_EITHER, ts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rdq: -via: %s\n", err);
+        return -1;
+    }
+    if (ts->clicon[0] || ts->hidden || ts->proto == RDT_COM || ts->password_ask) {
+        fprintf(stderr, "rdq: -via: a broker's query endpoint is tcp, ssl, npipe or spipe, "
+                        "never clicon or hidden, with any password given\n");
+        return -1;
+    }
+    ts->side = RDT_CLIENT;
+    if (!ts->server[0])
+        snprintf(ts->server, sizeof(ts->server), "localhost");
+    o->have_via = true;
+    return 0;
+}
+
 static int qr_args(struct qr_opts *o, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -158,6 +188,10 @@ static int qr_args(struct qr_opts *o, int argc, char **argv)
                 fprintf(stderr, "rdq: -kind is all, debugger or remote (process and KD servers)\n");
                 return -1;
             }
+            i++;
+        } else if (strcmp(a, "-via") == 0) {
+            if (via_parse(o, v))
+                return -1;
             i++;
         } else if (strcmp(a, "-port") == 0 || strcmp(a, "-timeout") == 0) {
             bool port = a[1] == 'p';
@@ -209,7 +243,8 @@ static int cmd_qr(int argc, char **argv)
     if (qr_args(&o, argc, argv))
         return EXIT_USAGE;
     struct rdd_result r;
-    rdd_query(o.host, o.port, o.filter, o.timeout_ms, &r);
+    rdd_query_via(o.host, o.port, o.have_via ? &o.via : NULL, o.filter, o.timeout_ms, &r);
+    explicit_bzero(o.via.password, sizeof(o.via.password));
     if (r.status != RDD_OK) {
         fprintf(stderr, "rdq: -QR %s: %s\n", o.host, r.err);
         return (int)r.status;
@@ -298,7 +333,7 @@ static int pump(struct rdt_conn *c)
         if (p[0].revents) {
             ssize_t r = read(0, pend, sizeof(pend));
             if (r <= 0) {
-                shutdown(rdt_conn_fd(c), SHUT_WR); /* let the stub see the end, then drain */
+                rdt_conn_shutdown(c); /* let the stub see the end, then drain */
                 in_done = true;
             } else {
                 pend_off = 0;
@@ -342,7 +377,7 @@ static int cmd_premote(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     struct rdt_conn *c = NULL;
-    bool relay = ts.proto == RDT_NPIPE && !rdt_host_is_local(ts.server);
+    bool relay = (ts.proto == RDT_NPIPE || ts.proto == RDT_SPIPE) && !rdt_host_is_local(ts.server);
     int rc = relay ? rdd_relay_dial(&c, &ts, pw[0] ? pw : NULL, 0, (int)timeout, err, sizeof(err))
                    : rdt_dial(&c, &ts, pw[0] ? pw : NULL, (int)timeout, err, sizeof(err));
     if (rc != 0) {

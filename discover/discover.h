@@ -51,6 +51,10 @@ struct rdd_result {
  * socket when it is there, which also lists the caller's own unprivileged servers. */
 void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int timeout_ms,
                struct rdd_result *out);
+/* The same over the broker's query endpoint `via` (a client string whose server= is replaced
+ * by each address of `host`; a pipe's is dialed as it is), e.g. ssl with a pinned thumbprint. */
+void rdd_query_via(const char *host, uint16_t port, const struct rdt_tstring *via,
+                   enum rdb_filter filter, int timeout_ms, struct rdd_result *out);
 void rdd_result_free(struct rdd_result *r);
 
 /* The query port of brokers: `port` when not 0, else $RDQ_BROKER_PORT, else the default. */

@@ -114,17 +114,28 @@ static int dial_local(struct rdt_conn **c, int timeout_ms, char *err, size_t err
     return rdt_dial_requester(c, &ts, timeout_ms, err, errlen);
 }
 
-static int dial_tcp(struct rdt_conn **c, const char *addr, uint16_t port, int timeout_ms, char *err,
-                    size_t errlen)
+/* Dials the broker at `addr`: over `via` (its server= replaced) when given, else plain tcp. */
+static int dial_addr(struct rdt_conn **c, const char *addr, uint16_t port,
+                     const struct rdt_tstring *via, int timeout_ms, char *err, size_t errlen)
 {
     struct rdt_tstring ts = {
         .proto = RDT_TCP, .side = RDT_CLIENT, .port_lo = port, .port_hi = port};
+    if (via)
+        ts = *via;
     snprintf(ts.server, sizeof(ts.server), "%s", addr);
-    return rdt_dial_requester(c, &ts, timeout_ms, err, errlen);
+    int rc = rdt_dial_requester(c, &ts, timeout_ms, err, errlen);
+    explicit_bzero(ts.password, sizeof(ts.password));
+    return rc;
 }
 
 void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int timeout_ms,
                struct rdd_result *out)
+{
+    rdd_query_via(host, port, NULL, filter, timeout_ms, out);
+}
+
+void rdd_query_via(const char *host, uint16_t port, const struct rdt_tstring *via,
+                   enum rdb_filter filter, int timeout_ms, struct rdd_result *out)
 {
     memset(out, 0, sizeof(*out));
     char name[RDT_HOST_MAX + 1], addrs[RDD_ADDR_MAX][64], why[RDT_ERR_MAX];
@@ -133,7 +144,11 @@ void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int time
     int rc;
     rdd_host_clean(host, name, sizeof(name));
     port = rdd_broker_port(port);
-    if (is_local(name) && stat(rdb_sock_path(), &st) == 0) {
+    bool via_pipe = via && (via->proto == RDT_NPIPE || via->proto == RDT_SPIPE);
+    if (via_pipe) {
+        snprintf(out->addr, sizeof(out->addr), "%.63s", via->pipe);
+        rc = rdt_dial_requester(&c, via, timeout_ms, why, sizeof(why));
+    } else if (!via && is_local(name) && stat(rdb_sock_path(), &st) == 0) {
         snprintf(out->addr, sizeof(out->addr), "%s", rdb_sock_path());
         rc = dial_local(&c, timeout_ms, why, sizeof(why));
     } else {
@@ -146,7 +161,7 @@ void rdd_query(const char *host, uint16_t port, enum rdb_filter filter, int time
         rc = -EHOSTUNREACH;
         for (int i = 0; i < n && rc && rc != -EPROTO; i++) {
             snprintf(out->addr, sizeof(out->addr), "%s", addrs[i]);
-            rc = dial_tcp(&c, addrs[i], port, timeout_ms, why, sizeof(why));
+            rc = dial_addr(&c, addrs[i], port, via, timeout_ms, why, sizeof(why));
         }
     }
     if (rc) {

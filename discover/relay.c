@@ -53,12 +53,18 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
     if (rc == 0)
         rc = ask_relay(c, ts->pipe, timeout_ms, why, sizeof(why));
     if (rc == 0) {
-        /* the pipe's server speaks next: its own session layer, over the relay */
-        c = rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password,
-                          RDT_PROTOCOL_VERSION);
+        /* the pipe's server speaks next: its own session layer (inside TLS for spipe), over the
+         * relay */
+        why[0] = '\0';
+        c = rdt_tls_wrap(c, ts, why, sizeof(why));
+        c = c ? rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password,
+                              RDT_PROTOCOL_VERSION)
+              : NULL;
         rc = c ? rdt_conn_open_wait(c, timeout_ms) : -ENOMEM;
-        if (rc)
-            snprintf(why, sizeof(why), "%s", c ? rdt_conn_error(c) : "out of memory");
+        if (rc && c)
+            snprintf(why, sizeof(why), "%s", rdt_conn_error(c));
+        else if (rc && !why[0])
+            snprintf(why, sizeof(why), "out of memory");
     }
     if (rc) {
         snprintf(err, errlen, "npipe: pipe %s on %s: %s", ts->pipe, ts->server, why);

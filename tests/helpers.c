@@ -192,6 +192,22 @@ int test_unanswered_port(unsigned port, int fill[2])
     return lfd;
 }
 
+bool test_wait_file(const char *path, const char *needle, int ms, char *buf, size_t len)
+{
+    for (int waited = 0;; waited += 20) {
+        FILE *f = fopen(path, "re");
+        size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        if (memmem(buf, n, needle, strlen(needle))) /* the file may hold NUL bytes */
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+}
+
 void test_private_pipe_dir(void)
 {
     char tmpl[] = "/tmp/rdq-test-XXXXXX";
@@ -243,13 +259,19 @@ static void *relay_main(void *arg)
         goto done;
     struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
     unsigned char buf[4096];
-    while (poll(p, 2, 5000) > 0) {
-        int from = (p[0].revents & (POLLIN | POLLHUP)) ? 0 : 1;
+    /* an end that one side sends is passed on (half-close); done when both have ended */
+    while ((p[0].fd >= 0 || p[1].fd >= 0) && poll(p, 2, 5000) > 0) {
+        int from = (p[0].revents & (POLLIN | POLLHUP | POLLERR)) ? 0 : 1;
         ssize_t n = read(p[from].fd, buf, sizeof(buf));
-        if (n <= 0)
+        if (n < 0)
             break;
+        if (n == 0) {
+            shutdown(from ? a : b, SHUT_WR);
+            p[from].fd = -1;
+            continue;
+        }
         record(r, buf, (size_t)n);
-        if (write(p[1 - from].fd, buf, (size_t)n) != n)
+        if (write(from ? a : b, buf, (size_t)n) != n)
             break;
     }
 done:

@@ -43,6 +43,9 @@ int test_take_port(unsigned port);
  * goes unanswered). Returns the listener; `fill` gets the two connections that fill it. */
 int test_unanswered_port(unsigned port, int fill[2]);
 
+/* Polls the file at `path` (up to `ms`) until it contains `needle`; its text is in buf. */
+bool test_wait_file(const char *path, const char *needle, int ms, char *buf, size_t len);
+
 /* A private pipe directory for this test (sets RDQ_PIPE_DIR). */
 void test_private_pipe_dir(void);
 

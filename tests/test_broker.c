@@ -322,12 +322,14 @@ Test(broker, help_and_bad_flags)
              br.dir);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1);
     cr_expect(strstr(out, "-listen tcp:port=0:1: port: expected a port 1 to 65535"), "%s", out);
-    /* a query endpoint asked for TLS is refused, never opened in clear */
+    /* a query endpoint over TLS without its certificate does not start */
     snprintf(cmd, sizeof(cmd),
-             "rdbroker -socket %s/y.sock -listen ssl:proto=tls1,certuser=me,port=%u", br.dir,
-             test_free_ports(1));
+             "RDQ_USER_CERTS=%s rdbroker -socket %s/y.sock -listen "
+             "ssl:proto=tls1,certuser=me,port=%u",
+             br.dir, br.dir, test_free_ports(1));
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1);
-    cr_expect(strstr(out, "ssl: TLS is not available in this version of rdq"), "%s", out);
+    snprintf(want, sizeof(want), "ssl: certificate \"me\" is not in the user store %s", br.dir);
+    cr_expect(strstr(out, want), "%s", out);
     /* a socket in a directory that others may write to is refused, with what would do */
     cr_expect_eq(test_run("rdbroker -socket /tmp/x.sock", out, sizeof(out), true), 1);
     cr_expect(strstr(out, "pipe directory /tmp may be written by other users"), "%s", out);

@@ -5,13 +5,10 @@
  * knows that the other holds the password. Frames are described in docs/protocol.md. */
 #include "internal.h"
 
-#include <dlfcn.h>
+#include "ossl.h"
+
 #include <errno.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/opensslv.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,39 +59,6 @@ static int auth_fail(struct auth *a, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* OpenSSL's libcrypto is loaded the first time a password needs it: a program that only talks
- * to servers without passwords (rdq -QR, most of the time) never pays for loading it. */
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#ifndef OPENSSL_VERSION_MAJOR
-#error "OpenSSL 3 or later is needed (its headers name libcrypto's major version)"
-#endif
-#define LIBCRYPTO "libcrypto.so." STR(OPENSSL_VERSION_MAJOR)
-
-static struct {
-    __typeof__(HMAC) *hmac;
-    __typeof__(EVP_sha256) *sha256;
-    char err[200];
-} crypto;
-
-static void crypto_load(void)
-{
-    void *lib = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
-    if (lib) {
-        crypto.hmac = (__typeof__(HMAC) *)dlsym(lib, "HMAC");
-        crypto.sha256 = (__typeof__(EVP_sha256) *)dlsym(lib, "EVP_sha256");
-    }
-    if (!crypto.hmac || !crypto.sha256)
-        snprintf(crypto.err, sizeof(crypto.err), "%s", lib ? "HMAC is missing" : dlerror());
-}
-
-static bool crypto_ready(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crypto_load);
-    return crypto.hmac && crypto.sha256;
-}
-
 /* Compares in constant time: how long it takes says nothing of where two proofs differ. */
 static bool same_mac(const uint8_t *x, const uint8_t *y)
 {
@@ -114,9 +78,10 @@ static void mac(const struct auth *a, const char *label, const uint8_t *n1, cons
     memcpy(msg + l + NONCE_LEN, n2, NONCE_LEN);
     unsigned int md_len = MAC_LEN;
     memset(out, 0, MAC_LEN);
-    if (crypto_ready()) /* auth_open checked it before any proof */
-        crypto.hmac(crypto.sha256(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN,
-                    out, &md_len);
+    if (rdt_ossl_load(false, NULL, 0) == 0) /* auth_open checked it before any proof */
+        OSSL(HMAC)
+    (OSSL(EVP_sha256)(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN, out,
+     &md_len);
     explicit_bzero(msg, sizeof(msg));
 }
 
@@ -388,9 +353,11 @@ static int auth_open(struct rdt_conn *c)
         return auth_fail(a, rc, "%s", rdt_conn_error(c->next));
     if (a->state == ST_FAILED)
         return -EPROTO;
-    if (a->password[0] && !crypto_ready())
-        return auth_fail(a, -ENOPKG, "a password needs OpenSSL's %s, which cannot be loaded: %s",
-                         LIBCRYPTO, crypto.err);
+    /* libcrypto is loaded the first time a password needs it: a program that only talks to
+     * servers without passwords (rdq -QR, most of the time) never pays for loading it */
+    char why[RDT_ERR_MAX - 32];
+    if (a->password[0] && (rc = rdt_ossl_load(false, why, sizeof(why))))
+        return auth_fail(a, rc, "a password needs HMAC: %s", why);
     return a->role == RDT_ROLE_SERVER ? server_step(c, a) : client_step(c, a);
 }
 

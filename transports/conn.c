@@ -57,6 +57,16 @@ void rdt_conn_discard(struct rdt_conn *c)
     rdt_conn_free(c);
 }
 
+void rdt_conn_shutdown(struct rdt_conn *c)
+{
+    int fd = c ? c->fd : -1;
+    for (; c; c = c->next)
+        if (c->ops->shutdown)
+            c->ops->shutdown(c);
+    if (fd >= 0)
+        shutdown(fd, SHUT_WR);
+}
+
 void rdt_conn_close_with(struct rdt_conn *c, const void *last, size_t len)
 {
     if (!c)

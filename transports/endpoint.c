@@ -22,14 +22,9 @@ int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen)
     switch (proto) {
     case RDT_TCP:
     case RDT_NPIPE:
-        return 0;
     case RDT_SSL:
     case RDT_SPIPE:
-        /* never the plain protocol instead: a user who asked for encryption must not get none */
-        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
-                        "%s: TLS is not available in this version of rdq, and a connection that "
-                        "asks for it is never made in clear: use %s with a password meanwhile",
-                        rdt_proto_name(proto), proto == RDT_SSL ? "tcp" : "npipe");
+        return 0;
     default:
         return rdt_errf(-EPROTONOSUPPORT, err, errlen,
                         "%s: serial lines are not available in this version of rdq",
@@ -450,14 +445,14 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc = rdt_proto_available(ts->proto, err, errlen);
-    if (rc == 0 && ts->proto == RDT_NPIPE)
+    if (rc == 0 && (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE))
         rc = connect_pipe(ts, deadline, &c, err, errlen);
     else if (rc == 0 && ts->clicon[0])
         rc = await_server(ts, deadline, &c, err, errlen);
     else if (rc == 0)
         rc = connect_tcp(ts, timeout_ms, deadline, &c, err, errlen);
-    if (rc)
-        return rc;
+    if (rc || !(c = rdt_tls_wrap(c, ts, err, errlen)))
+        return rc ? rc : -EPROTO;
     c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);
     if (!c)
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
@@ -465,8 +460,12 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     rc = rdt_conn_open_wait(c, left > 0 ? (int)left : 0);
     if (rc == -ETIMEDOUT) /* connected: the peer took the connection, then went quiet */
         rdt_errf(rc, err, errlen,
-                 "%s: %s accepted the connection but did not complete the handshake within %d ms",
-                 rdt_proto_name(ts->proto), peer_what(ts, what, sizeof(what)), timeout_ms);
+                 "%s: %s accepted the connection but did not complete the handshake within %d "
+                 "ms%s",
+                 rdt_proto_name(ts->proto), peer_what(ts, what, sizeof(what)), timeout_ms,
+                 ts->proto == RDT_TCP || ts->proto == RDT_NPIPE
+                     ? " (an ssl or spipe server waits so for a TLS client)"
+                     : "");
     else if (rc)
         rdt_errf(rc, err, errlen, "%s", rdt_conn_error(c));
     if (rc) {

@@ -15,6 +15,17 @@ int rdt_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
  * (a server or client that asked for TLS is never given a plain connection instead). */
 int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen);
 
+/* The TLS layer's configuration: a server's context with its certificate, or a client's with
+ * what it checks the server's certificate against. Counted references: each connection holds
+ * one. Messages name the store, the certificate and what is wrong. */
+struct rdt_tls;
+int rdt_tls_server(struct rdt_tls **out, const struct rdt_tstring *ts, char *err, size_t errlen);
+int rdt_tls_client(struct rdt_tls **out, const struct rdt_tstring *ts, char *err, size_t errlen);
+void rdt_tls_unref(struct rdt_tls *cfg);
+/* Stacks TLS on `next` (takes it, even on failure): the server part for a server's
+ * configuration, else the client part. */
+struct rdt_conn *rdt_tls_conn(struct rdt_conn *next, struct rdt_tls *cfg);
+
 /* A socket layer whose non-blocking connect is still in progress. */
 struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const char *what);
 

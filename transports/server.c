@@ -50,6 +50,7 @@ struct rdt_server {
     struct event *resume_ev; /* accepting again after running out of descriptors */
     struct event *redial_ev; /* clicon */
     unsigned redial_ms;
+    struct rdt_tls *tls; /* ssl, spipe: the server's context, its certificate loaded */
     rdt_server_cb cb;
     void *arg;
     LIST_HEAD(, pending) pending;
@@ -224,7 +225,10 @@ static const char *busy_reason(const struct rdt_server *srv, const char *peer, b
 static void turn_away(struct rdt_server *srv, struct rdt_conn *conn, const char *peer,
                       const char *why)
 {
-    rdt_auth_turn_away(conn, why);
+    if (srv->tls)
+        rdt_conn_close_with(conn, NULL, 0); /* a busy frame in clear is not TLS: just closed */
+    else
+        rdt_auth_turn_away(conn, why);
     srv->turned_away++;
     int64_t now = rdt_now_ms();
     if (now - srv->turned_away_at < TURNED_AWAY_MS)
@@ -254,6 +258,8 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
         return;
     }
     struct pending *p = calloc(1, sizeof(*p));
+    if (conn && srv->tls) /* the session layer runs inside TLS */
+        conn = rdt_tls_conn(conn, srv->tls);
     conn =
         conn ? rdt_auth_conn(conn, RDT_ROLE_SERVER, srv->ts.password, RDT_PROTOCOL_VERSION) : NULL;
     if (!p || !conn) {
@@ -398,6 +404,11 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
     srv->arg = arg;
     srv->bound.fd = -1;
     srv->redial_ms = REDIAL_MIN_MS;
+    if ((ts->proto == RDT_SSL || ts->proto == RDT_SPIPE) &&
+        (rc = rdt_tls_server(&srv->tls, ts, err, errlen))) {
+        rdt_server_free(srv);
+        return rc;
+    }
     if (ts->clicon[0]) {
         srv->bound.port = ts->port_lo;
         srv->redial_ev = evtimer_new(base, redial_cb, srv);
@@ -431,6 +442,7 @@ void rdt_server_free(struct rdt_server *srv)
     if (srv->redial_ev)
         event_free(srv->redial_ev);
     rdt_unbind(&srv->bound);
+    rdt_tls_unref(srv->tls);
     explicit_bzero(srv->ts.password, sizeof(srv->ts.password));
     free(srv);
 }

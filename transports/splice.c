@@ -100,7 +100,7 @@ static void pass_ends(struct rdt_splice *sp)
         sp->up.ended = true;
     }
     if (sp->down.eof && !sp->down.len && !sp->down.ended) {
-        shutdown(rdt_conn_fd(sp->conn), SHUT_WR);
+        rdt_conn_shutdown(sp->conn);
         sp->down.ended = true;
     }
 }

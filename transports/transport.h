@@ -90,6 +90,7 @@ struct rdt_ops {
     int (*write)(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten);
     short (*events)(struct rdt_conn *c); /* POLLIN/POLLOUT this layer waits for */
     const char *(*last_error)(struct rdt_conn *c);
+    void (*shutdown)(struct rdt_conn *c); /* optional: say the end of the data (close_notify) */
 };
 
 struct rdt_conn {
@@ -138,6 +139,10 @@ static inline const char *rdt_conn_name(const struct rdt_conn *c)
     return c->ops->name;
 }
 
+/* Ends the sending side: each layer says so its own way (TLS's close_notify), then the socket
+ * (shutdown SHUT_WR); the peer reads the end, and what it sends can still be read. */
+void rdt_conn_shutdown(struct rdt_conn *c);
+
 /* Allocates a layer with its ops and private context, on top of `next` (may be NULL). */
 struct rdt_conn *rdt_conn_push(const struct rdt_ops *ops, void *ctx, struct rdt_conn *next);
 
@@ -165,6 +170,15 @@ struct rdt_conn *rdt_sock_conn(const struct rdt_ops *ops, int fd);
  * for a stack that is not on a unix socket; on failure *out holds uid and gid -1. */
 struct ucred;
 int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out);
+
+/* ---- TLS (ssl, spipe) ------------------------------------------------------------------------ */
+
+/* For an ssl or spipe client string, stacks the TLS layer's client part on `next`: it checks the
+ * server's certificate against the string's certuser= / machuser= (a SHA-1 thumbprint pins it;
+ * a name must be the certificate's and chain to the user's or machine's store or the system's
+ * trust store). Other strings get `next` back. Takes `next`; NULL on failure, with why in err. */
+struct rdt_conn *rdt_tls_wrap(struct rdt_conn *next, const struct rdt_tstring *ts, char *err,
+                              size_t errlen);
 
 /* ---- The session layer: version check and password proof ---------------------------------- */
 
