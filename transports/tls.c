@@ -308,7 +308,7 @@ static int cfg_new(struct rdt_tls **out, const struct rdt_tstring *ts, bool serv
 
 int rdt_tls_server(struct rdt_tls **out, const struct rdt_tstring *ts, char *err, size_t errlen)
 {
-    struct rdt_tls *cfg;
+    struct rdt_tls *cfg = NULL;
     int rc = cfg_new(&cfg, ts, true, err, errlen);
     if (rc)
         return rc;
@@ -334,7 +334,7 @@ int rdt_tls_server(struct rdt_tls **out, const struct rdt_tstring *ts, char *err
 
 int rdt_tls_client(struct rdt_tls **out, const struct rdt_tstring *ts, char *err, size_t errlen)
 {
-    struct rdt_tls *cfg;
+    struct rdt_tls *cfg = NULL;
     int rc = cfg_new(&cfg, ts, false, err, errlen);
     if (rc)
         return rc;
@@ -364,7 +364,7 @@ struct rdt_conn *rdt_tls_wrap(struct rdt_conn *next, const struct rdt_tstring *t
 {
     if (!next || (ts->proto != RDT_SSL && ts->proto != RDT_SPIPE))
         return next;
-    struct rdt_tls *cfg;
+    struct rdt_tls *cfg = NULL;
     int rc = rdt_tls_client(&cfg, ts, err, errlen);
     if (rc) {
         rdt_conn_free(next);
