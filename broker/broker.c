@@ -527,7 +527,7 @@ static void conn_read(struct bconn *c)
         }
         if (rc < 0)
             conn_refuse(c, err);
-        if (n < sizeof(buf))
+        if (n < sizeof(buf) && !rdt_conn_pending(c->conn))
             break; /* drained, most likely: the event says when more comes */
     }
 }

@@ -311,10 +311,11 @@ static int pump(struct rdt_conn *c)
         short want = (short)(rdt_conn_events(c) | (pend_len ? POLLOUT : 0));
         struct pollfd p[2] = {{.fd = in_done || pend_len ? -1 : 0, .events = POLLIN},
                               {.fd = rdt_conn_fd(c), .events = want}};
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        bool held = rdt_conn_pending(c); /* read ahead: the descriptor may stay quiet */
+        if (poll(p, 2, held ? 0 : -1) < 0 && errno != EINTR)
             return pump_fail(c, -errno);
         size_t n = 0;
-        if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (held || (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             int rc = rdt_conn_read(c, buf, sizeof(buf), &n);
             if (rc == 0 && n == 0)
                 return EXIT_OK; /* the stub ended */

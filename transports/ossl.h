@@ -97,7 +97,8 @@
     X(SSL_write_ex)                                                                                \
     X(SSL_get_error)                                                                               \
     X(SSL_shutdown)                                                                                \
-    X(SSL_pending)                                                                                 \
+    X(SSL_has_pending)                                                                             \
+    X(SSL_CTX_set_default_read_buffer_len)                                                         \
     X(SSL_get_version)                                                                             \
     X(SSL_get1_peer_certificate)                                                                   \
     X(SSL_get_peer_cert_chain)

@@ -124,6 +124,8 @@ static void rearm(struct rdt_splice *sp)
 {
     short c = (!sp->up.len && !sp->up.eof ? EV_READ : 0) | (sp->down.len ? EV_WRITE : 0);
     arm(sp, &sp->conn_ev, rdt_conn_fd(sp->conn), c);
+    if ((c & EV_READ) && rdt_conn_pending(sp->conn))
+        event_active(sp->conn_ev, EV_READ, 0); /* read ahead: the descriptor may stay quiet */
     arm(sp, &sp->wfd_ev, sp->wfd, sp->up.len ? EV_WRITE : 0);
     arm(sp, &sp->rfd_ev, sp->rfd, !sp->down.len && !sp->down.eof ? EV_READ : 0);
 }

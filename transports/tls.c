@@ -32,6 +32,7 @@ struct tls {
     bool eof;      /* the layer below ended (EOF) */
     bool shut;     /* close_notify sent */
     bool verified; /* a client: the server's certificate is what was asked for */
+    bool more;     /* the last read gave bytes, and OpenSSL holds more of the peer's */
     char err[RDT_ERR_MAX];
 };
 
@@ -217,6 +218,7 @@ static int tls_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
     int rc = ssl_result(c, OSSL(SSL_read_ex)(t->ssl, buf, len, nread), "while reading");
     if (rc == 0)
         t->want = POLLIN;
+    t->more = rc == 0 && *nread > 0 && OSSL(SSL_has_pending)(t->ssl) == 1;
     if (rc == -ENODATA || (rc == -ECONNRESET && t->eof && !t->lower_rc))
         return 0; /* the end, with or without close_notify, as on a plain connection */
     return rc;
@@ -258,6 +260,14 @@ static void tls_shutdown(struct rdt_conn *c)
     OSSL(ERR_clear_error)();
 }
 
+/* After a read that gave bytes, OpenSSL may hold more records read ahead; after one that
+ * waits, what it holds is an incomplete record, which the descriptor's readiness completes. */
+static bool tls_pending(struct rdt_conn *c)
+{
+    struct tls *t = c->ctx;
+    return t->more;
+}
+
 static const struct rdt_ops tls_ops = {
     .name = "tls",
     .open = tls_open,
@@ -267,6 +277,7 @@ static const struct rdt_ops tls_ops = {
     .events = tls_events,
     .last_error = tls_last_error,
     .shutdown = tls_shutdown,
+    .pending = tls_pending,
 };
 
 /* ---- Configurations ---- */
@@ -302,6 +313,10 @@ static int cfg_new(struct rdt_tls **out, const struct rdt_tstring *ts, bool serv
     OSSL(SSL_CTX_set_options)
     (cfg->ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     OSSL(SSL_CTX_set_num_tickets)(cfg->ctx, 0);
+    /* records are read several at a time (one system call for up to 64 KiB, not two a record);
+     * what is read ahead is announced by the pending op */
+    OSSL(SSL_CTX_ctrl)(cfg->ctx, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+    OSSL(SSL_CTX_set_default_read_buffer_len)(cfg->ctx, 64 * 1024);
     *out = cfg;
     return 0;
 }

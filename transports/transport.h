@@ -91,6 +91,8 @@ struct rdt_ops {
     short (*events)(struct rdt_conn *c); /* POLLIN/POLLOUT this layer waits for */
     const char *(*last_error)(struct rdt_conn *c);
     void (*shutdown)(struct rdt_conn *c); /* optional: say the end of the data (close_notify) */
+    bool (*pending)(struct rdt_conn *c);  /* optional: bytes held that the descriptor's readiness
+                                             will not announce (TLS records read ahead) */
 };
 
 struct rdt_conn {
@@ -127,6 +129,16 @@ static inline short rdt_conn_events(struct rdt_conn *c)
 static inline const char *rdt_conn_error(struct rdt_conn *c)
 {
     return c->ops->last_error(c);
+}
+
+/* Whether a read would give bytes now although the descriptor may not be readable: a caller
+ * that waits for the descriptor between reads reads again first while this holds. */
+static inline bool rdt_conn_pending(struct rdt_conn *c)
+{
+    for (; c; c = c->next)
+        if (c->ops->pending && c->ops->pending(c))
+            return true;
+    return false;
 }
 
 static inline int rdt_conn_fd(const struct rdt_conn *c)
