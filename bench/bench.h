@@ -20,6 +20,7 @@ struct bench_opts {
     const char *ports; /* --ports LO:HI: rdsrv's port range */
     const char *rdsrv; /* --rdsrv PATH */
     pid_t broker_pid;  /* --broker-pid PID: for its CPU time */
+    double max_ms;     /* --max-ms MS: startup's goal is a median under MS, not a ratio */
     char **cmd;        /* after --: a command line */
 };
 

@@ -310,6 +310,30 @@ Test(broker, qr_errors_are_distinct)
     cr_expect(strstr(out, "rdq: -QR needs a host"), "%s", out);
 }
 
+Test(broker, an_address_literal_asks_no_name_server)
+{
+    /* a literal is its own answer: no DNS packet goes out (a lost one held a query up for a
+     * second), whatever the system's resolver is */
+    unsigned p = test_free_ports(1);
+    pid_t s = rdsrvf("tcp:port=%u", p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    const char *literals[] = {"127.0.0.1", "'[::1]'", "'\\\\127.0.0.1'"};
+    for (int i = 0; i < 3; i++) {
+        char cmd[512], trace[4096];
+        snprintf(cmd, sizeof(cmd),
+                 "env -u RDQ_DNS_SERVERS strace -f -qq -e trace=connect,sendto,sendmsg -o "
+                 "%s/trace rdq -QR %s",
+                 br.dir, literals[i]);
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s: %s", literals[i], out);
+        cr_expect(strstr(out, "Remote Process Server - tcp:Port="), "%s", out);
+        snprintf(cmd, sizeof(cmd), "cat %s/trace", br.dir);
+        test_run(cmd, trace, sizeof(trace), true);
+        cr_expect_null(strstr(trace, "htons(53)"), "%s went to a name server: %s", literals[i],
+                       trace);
+    }
+    test_stop(s, SIGTERM);
+}
+
 Test(broker, help_and_bad_flags)
 {
     cr_expect_eq(test_run("rdbroker -?", out, sizeof(out), true), 0);
