@@ -451,6 +451,29 @@ Test(tls, ssl_and_spipe_carry_a_flood_both_ways_whole)
     test_stop(sp, SIGTERM);
 }
 
+Test(tls, a_pinned_thumbprint_never_loads_the_system_trust_store)
+{
+    /* the system's store costs tens of milliseconds: a thumbprint needs none, a name does */
+    unsigned p = test_free_ports(1);
+    char t[128], trace[65536];
+    snprintf(t, sizeof(t), "ssl:proto=tls1,certuser=rdq-srv,port=%u", p);
+    pid_t s = serve(t, "ssl", 0);
+    const char *pins[] = {tc_srv_thumb, "rdq-srv"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "echo x | ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=open,openat -o "
+                 "%s/trace rdq -premote ssl:proto=tls1,certuser=%s,server=127.0.0.1,port=%u",
+                 br.dir, pins[i], p);
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s: %s", pins[i], out);
+        snprintf(cmd, sizeof(cmd), "cat %s/trace", br.dir);
+        test_run(cmd, trace, sizeof(trace), true);
+        bool loaded = strstr(trace, "/usr/lib/ssl/cert.pem") || strstr(trace, "ca-certificates");
+        cr_expect_eq(loaded, i == 1, "%s: the system store %s loaded: %s", pins[i],
+                     loaded ? "was" : "was not", trace);
+    }
+    test_stop(s, SIGTERM);
+}
+
 Test(tls, no_program_links_openssl)
 {
     const char *progs[] = {"rdq", "rdbroker", "rdsrv"};
