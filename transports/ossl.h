@@ -84,6 +84,7 @@
     X(SSL_CTX_ctrl)                                                                                \
     X(SSL_CTX_set_options)                                                                         \
     X(SSL_CTX_set_num_tickets)                                                                     \
+    X(SSL_CTX_set_ciphersuites)                                                                    \
     X(SSL_CTX_use_certificate_chain_file)                                                          \
     X(SSL_CTX_use_PrivateKey)                                                                      \
     X(SSL_CTX_check_private_key)                                                                   \
