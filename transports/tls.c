@@ -52,6 +52,10 @@ static int tls_fail(struct tls *t, int rc, const char *fmt, ...)
 
 static BIO_METHOD *bio_method;
 
+/* Each record goes to the layer below as OpenSSL makes it. Gathering a write's records into one
+ * system call would be faster, but would leave bytes in this layer after a write that said they
+ * were taken, and every writer (splice, rdq's pump, the broker, rdt_conn_write_all) would then
+ * have to flush the layer before it waits or closes. */
 static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 {
     struct rdt_conn *c = OSSL(BIO_get_data)(b);
