@@ -530,6 +530,8 @@ static void conn_read(struct bconn *c)
         if (n < sizeof(buf) && !rdt_conn_pending(c->conn))
             break; /* drained, most likely: the event says when more comes */
     }
+    if (!c->closing && rdt_conn_pending(c->conn))
+        event_active(c->ev, EV_READ, 0); /* records held past the 16 reads: the next turn */
 }
 
 static void conn_event(struct bconn *c, short what)
@@ -653,8 +655,12 @@ static int open_reg(struct rdb_broker *b, char *err, size_t errlen)
                         b->cfg.sock_path),
                -EINVAL;
     snprintf(ts.pipe, sizeof(ts.pipe), "%s", b->cfg.sock_path);
-    /* every user may register (the socket is 0666); privilege comes from the credentials */
-    return rdt_server_open(&b->reg, b->base, &ts, on_client, b, err, errlen);
+    /* every user may register (the socket is 0666); privilege comes from the credentials, and
+     * every user connects as itself: no one's handshakes hold up another's */
+    int rc = rdt_server_open(&b->reg, b->base, &ts, on_client, b, err, errlen);
+    if (rc == 0)
+        rdt_server_cap_users(b->reg);
+    return rc;
 }
 
 static int open_query(struct rdb_broker *b, const char *t, char *err, size_t errlen)

@@ -26,6 +26,7 @@ static int cmd_check(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_qr(int argc, char **argv);
 static int cmd_premote(int argc, char **argv);
+static int cmd_ports(int argc, char **argv);
 
 static const struct verb verbs[] = {
     {"-QR", "[\\\\]host [-json] [-kind all|debugger|remote] [-port N] [-via T] [-timeout MS]",
@@ -38,6 +39,7 @@ static const struct verb verbs[] = {
      cmd_premote},
     {"-check", "[-server|-client] TRANSPORT",
      "print the canonical form of a transport string, or say what is wrong with it", cmd_check},
+    {"-ports", "", "list the serial ports (for com:port=...), with their descriptions", cmd_ports},
     {"-?", "", "this help (also --help)", cmd_help},
 };
 
@@ -73,6 +75,31 @@ static int cmd_help(int argc, char **argv)
     (void)argc;
     (void)argv;
     usage(stdout);
+    return EXIT_OK;
+}
+
+static void print_port(const char *name, const char *kind, const char *desc, void *arg)
+{
+    (void)arg;
+    printf("%s\t%s\t%s\n", name, kind, desc);
+}
+
+static int cmd_ports(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "rdq: -ports takes no arguments\n");
+        return EXIT_USAGE;
+    }
+    char err[RDT_ERR_MAX];
+    int n = rdt_serial_list(print_port, NULL, err, sizeof(err));
+    if (n < 0) {
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_FAIL;
+    }
+    if (n == 0)
+        fprintf(stderr, "rdq: no serial ports found (a pseudo-terminal is given by its path, "
+                        "com:port=/dev/pts/N)\n");
     return EXIT_OK;
 }
 

@@ -55,16 +55,14 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
     if (rc == 0) {
         /* the pipe's server speaks next: its own session layer (inside TLS for spipe), over the
          * relay */
-        why[0] = '\0';
-        c = rdt_tls_wrap(c, ts, why, sizeof(why));
-        c = c ? rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password,
-                              RDT_PROTOCOL_VERSION)
-              : NULL;
-        rc = c ? rdt_conn_open_wait(c, timeout_ms) : -ENOMEM;
-        if (rc && c)
+        rc = rdt_tls_wrap(&c, ts, why, sizeof(why));
+        if (rc == 0)
+            c = rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password,
+                              RDT_PROTOCOL_VERSION);
+        if (rc == 0 && !c)
+            rc = -ENOMEM, snprintf(why, sizeof(why), "out of memory");
+        if (rc == 0 && (rc = rdt_conn_open_wait(c, timeout_ms)))
             snprintf(why, sizeof(why), "%s", rdt_conn_error(c));
-        else if (rc && !why[0])
-            snprintf(why, sizeof(why), "out of memory");
     }
     if (rc) {
         snprintf(err, errlen, "npipe: pipe %s on %s: %s", ts->pipe, ts->server, why);

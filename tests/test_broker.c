@@ -702,3 +702,43 @@ Test(broker, idle_connections_of_one_user_turn_no_other_away)
     waitpid(holder, NULL, 0);
     test_stop(s, SIGTERM);
 }
+
+Test(broker, a_pipe_server_counts_no_user_as_one_peer)
+{
+    /* clients relayed by a broker all have its uid: one of them holding many handshakes must
+     * not turn the others away (the registration socket, where everyone is themselves, does) */
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to hold the connections as another user");
+    pid_t s = rdsrv("npipe:pipe=shared", 0);
+    char log[4096];
+    cr_assert(wait_registered(1, log, sizeof(log)), "%s", log);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t holder = fork();
+    if (holder == 0) {
+        static int fds[100];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/pipe/shared", br.dir);
+        char ok = setgid(65534) == 0 && setuid(65534) == 0 &&
+                          hold_idle((struct sockaddr *)&sa, sizeof(sa), NULL, 0, fds, 100) == 100
+                      ? 'y'
+                      : 'n';
+        if (write(ready[1], &ok, 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char ok = 0;
+    cr_assert_eq(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    cr_expect_eq(ok, 'y');
+    cr_expect_eq(test_run("echo as-nobody | setpriv --reuid=65534 --regid=65534 --clear-groups "
+                          "rdq -premote npipe:server=localhost,pipe=shared -timeout 3000",
+                          out, sizeof(out), true),
+                 0, "%s", out);
+    cr_expect_str_eq(out, "as-nobody\n");
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    test_stop(s, SIGTERM);
+}

@@ -206,6 +206,25 @@ Test(tls, a_server_the_client_does_not_trust_is_refused_before_the_session)
     test_stop(s, SIGTERM);
 }
 
+Test(tls, a_name_with_a_nul_inside_is_not_the_name)
+{
+    /* a certificate from a trusted CA whose CN is "rdq-srv", a NUL, then more: not rdq-srv */
+    unsigned p = test_free_ports(1);
+    char t[160], client[256];
+    snprintf(t, sizeof(t), "ssl:proto=tls1,certuser=%s,port=%u", tc_nul_thumb, p);
+    setenv("RDQ_USER_CERTS", tc_nul, 1);
+    pid_t s = serve(t, "nul", 0);
+    setenv("RDQ_USER_CERTS", tc_user, 1);
+    snprintf(client, sizeof(client), "ssl:proto=tls1,certuser=rdq-srv,server=127.0.0.1,port=%u", p);
+    cr_expect_eq(premote(client, "x"), 1, "%s", out);
+    snprintf(want, sizeof(want),
+             "rdq: tls: refused the server's certificate (SHA-1 thumbprint %s): it does not carry "
+             "the name \"rdq-srv\"\n",
+             tc_nul_thumb);
+    cr_expect_str_eq(out, want);
+    test_stop(s, SIGTERM);
+}
+
 Test(tls, plain_and_tls_ends_that_meet_say_so)
 {
     unsigned p = test_free_ports(2);
@@ -471,6 +490,27 @@ Test(tls, a_pinned_thumbprint_never_loads_the_system_trust_store)
         cr_expect_eq(loaded, i == 1, "%s: the system store %s loaded: %s", pins[i],
                      loaded ? "was" : "was not", trace);
     }
+    test_stop(s, SIGTERM);
+}
+
+Test(tls, a_stub_that_writes_before_it_reads_is_read_while_rdq_writes)
+{
+    /* both ways full at once: rdq's writes wait on the stub, which waits for rdq to read */
+    unsigned p = test_free_ports(1);
+    char t[160];
+    snprintf(t, sizeof(t), "ssl:proto=tls1,certuser=rdq-srv,port=%u", p);
+    char log[192], text[4096];
+    snprintf(log, sizeof(log), "%s/both.log", br.dir);
+    const char *argv[] = {
+        "rdsrv", "-t", t, "-stub", "sh -c 'head -c 40000000 /dev/zero; cat >/dev/null'", NULL};
+    pid_t s = test_spawn(argv, log, 0);
+    cr_assert(test_wait_file(log, "Server started", 5000, text, sizeof(text)), "%s", text);
+    snprintf(cmd, sizeof(cmd),
+             "head -c 40000000 /dev/zero | timeout 30 rdq -premote "
+             "ssl:proto=tls1,certuser=%s,server=127.0.0.1,port=%u | wc -c",
+             tc_srv_thumb, p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "40000000\n");
     test_stop(s, SIGTERM);
 }
 

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-char tc_dir[64], tc_user[96], tc_mach[96], tc_empty[96], tc_other[96];
-char tc_srv_thumb[41], tc_mach_thumb[41];
+char tc_dir[64], tc_user[96], tc_mach[96], tc_empty[96], tc_other[96], tc_nul[96];
+char tc_srv_thumb[41], tc_mach_thumb[41], tc_nul_thumb[41];
 
 #define DAY (24L * 3600)
 
@@ -22,6 +22,7 @@ struct spec {
     const char *eku; /* NULL: none */
     long from, to;   /* seconds from now */
     bool ca;         /* a CA's certificate */
+    int cn_len;      /* the CN's length, NUL bytes and all (0: up to its first NUL) */
 };
 
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -46,7 +47,8 @@ static X509 *make(const struct spec *s, EVP_PKEY *key, X509 *issuer, EVP_PKEY *i
     X509_gmtime_adj(X509_getm_notAfter(x), s->to);
     X509_set_pubkey(x, key);
     X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)s->cn, -1, -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)s->cn,
+                               s->cn_len ? s->cn_len : -1, -1, 0);
     X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
     X509 *iss = issuer ? issuer : x;
     if (s->ca) {
@@ -110,32 +112,33 @@ bool tc_make(void)
     snprintf(tc_mach, sizeof(tc_mach), "%s/mach", tc_dir);
     snprintf(tc_empty, sizeof(tc_empty), "%s/empty", tc_dir);
     snprintf(tc_other, sizeof(tc_other), "%s/other", tc_dir);
+    snprintf(tc_nul, sizeof(tc_nul), "%s/nul", tc_dir);
     if (mkdir(tc_user, 0755) || mkdir(tc_mach, 0755) || mkdir(tc_empty, 0755) ||
-        mkdir(tc_other, 0755))
+        mkdir(tc_other, 0755) || mkdir(tc_nul, 0755))
         return false;
     setenv("RDQ_USER_CERTS", tc_user, 1);
     setenv("RDQ_MACHINE_CERTS", tc_mach, 1);
 
     EVP_PKEY *cakey = EVP_EC_gen("P-256");
-    struct spec cas = {"rdq-test-ca", NULL, NULL, -DAY, 30 * DAY, true};
+    struct spec cas = {"rdq-test-ca", NULL, NULL, -DAY, 30 * DAY, true, 0};
     X509 *ca = make(&cas, cakey, NULL, NULL);
     bool ok = write_pem(tc_mach, "ca", "pem", ca, NULL, 0644);
     struct spec good = {"rdq-srv", "DNS:localhost,IP:127.0.0.1", "serverAuth", -DAY, 10 * DAY,
-                        false};
+                        false, 0};
     X509 *srv = issue(tc_user, "srv", &good, ca, cakey, "key", NULL);
     thumb(srv, tc_srv_thumb);
-    struct spec mach = {"rdq-mach", NULL, NULL, -DAY, 10 * DAY, false};
+    struct spec mach = {"rdq-mach", NULL, NULL, -DAY, 10 * DAY, false, 0};
     X509 *m = issue(tc_mach, "mach", &mach, ca, cakey, "key", NULL);
     thumb(m, tc_mach_thumb);
     struct spec specs[] = {
-        {"rdq-onefile", NULL, "serverAuth", -DAY, 10 * DAY, false},
-        {"rdq-noauth", NULL, "clientAuth", -DAY, 10 * DAY, false},
-        {"rdq-expired", NULL, "serverAuth", -10 * DAY, -DAY, false},
-        {"rdq-future", NULL, "serverAuth", DAY, 10 * DAY, false},
-        {"rdq-dup", NULL, NULL, -DAY, 10 * DAY, false},
-        {"rdq-dup", NULL, NULL, -DAY, 10 * DAY, false},
-        {"rdq-nokey", NULL, NULL, -DAY, 10 * DAY, false},
-        {"rdq-locked", NULL, NULL, -DAY, 10 * DAY, false},
+        {"rdq-onefile", NULL, "serverAuth", -DAY, 10 * DAY, false, 0},
+        {"rdq-noauth", NULL, "clientAuth", -DAY, 10 * DAY, false, 0},
+        {"rdq-expired", NULL, "serverAuth", -10 * DAY, -DAY, false, 0},
+        {"rdq-future", NULL, "serverAuth", DAY, 10 * DAY, false, 0},
+        {"rdq-dup", NULL, NULL, -DAY, 10 * DAY, false, 0},
+        {"rdq-dup", NULL, NULL, -DAY, 10 * DAY, false, 0},
+        {"rdq-nokey", NULL, NULL, -DAY, 10 * DAY, false, 0},
+        {"rdq-locked", NULL, NULL, -DAY, 10 * DAY, false, 0},
     };
     const char *names[] = {"onefile", "noauth", "expired", "future",
                            "dup-a",   "dup-b",  "nokey",   "locked"};
@@ -144,9 +147,14 @@ bool tc_make(void)
         X509_free(issue(tc_user, names[i], &specs[i], ca, cakey, ext, NULL));
     }
     EVP_PKEY *stray = EVP_EC_gen("P-256");
-    struct spec bad = {"rdq-badkey", NULL, NULL, -DAY, 10 * DAY, false};
+    struct spec bad = {"rdq-badkey", NULL, NULL, -DAY, 10 * DAY, false, 0};
     X509_free(issue(tc_user, "badkey", &bad, ca, cakey, "key", stray));
     X509_free(issue(tc_other, "other", &good, NULL, NULL, "key", NULL)); /* self-signed */
+    /* signed by the CA, its CN "rdq-srv" followed by a NUL and more */
+    struct spec nul = {"rdq-srv\0.attacker.example", NULL, "serverAuth", -DAY, 10 * DAY, false, 25};
+    X509 *xn = issue(tc_nul, "nul", &nul, ca, cakey, "key", NULL);
+    thumb(xn, tc_nul_thumb);
+    X509_free(xn);
     EVP_PKEY_free(stray);
     X509_free(srv);
     X509_free(m);

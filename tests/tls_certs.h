@@ -18,10 +18,12 @@
  *               badkey.pem + .key      CN rdq-badkey, the key of another certificate
  *               locked.pem + .key      CN rdq-locked, the key readable by root only (0600)
  * machine store: ca.pem (the CA), mach.pem + mach.key (CN rdq-mach, no extendedKeyUsage)
- * a store of its own (tc_other): other.pem + .key, CN rdq-srv too, signed by no known CA */
-extern char tc_dir[64], tc_user[96], tc_mach[96], tc_empty[96], tc_other[96];
+ * a store of its own (tc_other): other.pem + .key, CN rdq-srv too, signed by no known CA
+ * another (tc_nul): nul.pem + .key, CN "rdq-srv" then a NUL and more, signed by the CA */
+extern char tc_dir[64], tc_user[96], tc_mach[96], tc_empty[96], tc_other[96], tc_nul[96];
 extern char tc_srv_thumb[41]; /* srv.pem's SHA-1 thumbprint, lower-case hex */
 extern char tc_mach_thumb[41];
+extern char tc_nul_thumb[41]; /* tc_nul/nul.pem: CN "rdq-srv\0.attacker.example", by the CA */
 
 /* Makes everything above; false (with a message on stderr) if it could not. */
 bool tc_make(void);

@@ -38,6 +38,7 @@ struct auth {
     bool server_wants_password;
     bool refused;
     bool fail_after_send; /* the verdict refuses: fail once it is written */
+    bool mac_failed;      /* HMAC gave no proof: the handshake fails */
     uint8_t nonce_s[NONCE_LEN], nonce_c[NONCE_LEN];
     uint8_t out[HDR_LEN + BODY_MAX];
     size_t out_len, out_off;
@@ -68,7 +69,9 @@ static bool same_mac(const uint8_t *x, const uint8_t *y)
     return diff == 0;
 }
 
-static void mac(const struct auth *a, const char *label, const uint8_t *n1, const uint8_t *n2,
+/* A proof; false (and the handshake fails) when HMAC gives none: a proof of zeros must never
+ * be made, nor taken. */
+static bool mac(struct auth *a, const char *label, const uint8_t *n1, const uint8_t *n2,
                 uint8_t out[MAC_LEN])
 {
     uint8_t msg[16 + 2 * NONCE_LEN];
@@ -76,13 +79,17 @@ static void mac(const struct auth *a, const char *label, const uint8_t *n1, cons
     memcpy(msg, label, l);
     memcpy(msg + l, n1, NONCE_LEN);
     memcpy(msg + l + NONCE_LEN, n2, NONCE_LEN);
-    unsigned int md_len = MAC_LEN;
-    memset(out, 0, MAC_LEN);
-    if (rdt_ossl_load(false, NULL, 0) == 0) /* auth_open checked it before any proof */
-        OSSL(HMAC)
-    (OSSL(EVP_sha256)(), a->password, (int)strlen(a->password), msg, l + 2 * NONCE_LEN, out,
-     &md_len);
+    unsigned int md_len = 0;
+    bool ok = rdt_ossl_load(false, NULL, 0) == 0 && /* auth_open checked it before any proof */
+              OSSL(HMAC)(OSSL(EVP_sha256)(), a->password, (int)strlen(a->password), msg,
+                         l + 2 * NONCE_LEN, out, &md_len) != NULL &&
+              md_len == MAC_LEN;
     explicit_bzero(msg, sizeof(msg));
+    if (!ok) {
+        getrandom(out, MAC_LEN, 0); /* whatever goes out matches nothing */
+        a->mac_failed = true;
+    }
+    return ok;
 }
 
 /* Writes a frame into `o` (room for HDR_LEN + BODY_MAX): returns its length. */
@@ -243,8 +250,8 @@ static int server_check_hello(struct auth *a)
     if (!a->password[0])
         return 0;
     uint8_t want[MAC_LEN];
-    mac(a, "rdq client", a->nonce_s, a->nonce_c, want);
-    bool ok = (body[0] & FLAG_PASSWORD) && same_mac(want, body + 1 + NONCE_LEN);
+    bool ok = mac(a, "rdq client", a->nonce_s, a->nonce_c, want) && (body[0] & FLAG_PASSWORD) &&
+              same_mac(want, body + 1 + NONCE_LEN);
     explicit_bzero(want, sizeof(want));
     if (ok) {
         queue_verdict(a, VERDICT_OK);
@@ -268,8 +275,7 @@ static int client_check_verdict(struct auth *a)
                                         : "the server wants a password (password=...)");
     }
     uint8_t want[MAC_LEN];
-    mac(a, "rdq server", a->nonce_c, a->nonce_s, want);
-    bool ok = same_mac(want, body + 1);
+    bool ok = mac(a, "rdq server", a->nonce_c, a->nonce_s, want) && same_mac(want, body + 1);
     explicit_bzero(want, sizeof(want));
     if (!ok)
         return auth_fail(a, -EACCES, "the server could not prove that it knows the password");
@@ -358,7 +364,12 @@ static int auth_open(struct rdt_conn *c)
     char why[RDT_ERR_MAX - 32];
     if (a->password[0] && (rc = rdt_ossl_load(false, why, sizeof(why))))
         return auth_fail(a, rc, "a password needs HMAC: %s", why);
-    return a->role == RDT_ROLE_SERVER ? server_step(c, a) : client_step(c, a);
+    rc = a->role == RDT_ROLE_SERVER ? server_step(c, a) : client_step(c, a);
+    if (a->mac_failed && rc != -EAGAIN)
+        return auth_fail(a, -EPROTO,
+                         "HMAC-SHA256 failed: the password can be neither proved "
+                         "nor checked");
+    return rc;
 }
 
 static void auth_close(struct rdt_conn *c)

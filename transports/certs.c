@@ -58,24 +58,28 @@ void rdt_cert_thumb(X509 *x, uint8_t out[RDT_THUMB_LEN], char hex[RDT_THUMB_HEX]
         snprintf(hex + 2 * i, 3, "%02x", out[i]);
 }
 
-/* The subject CN, or a DNS subjectAltName, equal to `name` (DNS names in any case). */
+/* Whether an ASN.1 string is `name`, whole: the same length (a NUL inside, as in
+ * "rdq-srv\0.attacker.example", never matches), in any case. */
+static bool asn1_is(const ASN1_STRING *s, const char *name)
+{
+    const char *d = (const char *)OSSL(ASN1_STRING_get0_data)(s);
+    int dl = OSSL(ASN1_STRING_length)(s);
+    return d && dl >= 0 && (size_t)dl == strlen(name) && strncasecmp(d, name, (size_t)dl) == 0;
+}
+
+/* A subject CN (any of them), or a DNS subjectAltName, equal to `name`. */
 bool rdt_cert_has_name(X509 *x, const char *name)
 {
-    char cn[256];
-    if (OSSL(X509_NAME_get_text_by_NID)(OSSL(X509_get_subject_name)(x), NID_commonName, cn,
-                                        sizeof(cn)) > 0 &&
-        strcasecmp(cn, name) == 0)
-        return true;
+    X509_NAME *subject = OSSL(X509_get_subject_name)(x);
+    for (int i = -1; (i = OSSL(X509_NAME_get_index_by_NID)(subject, NID_commonName, i)) >= 0;)
+        if (asn1_is(OSSL(X509_NAME_ENTRY_get_data)(OSSL(X509_NAME_get_entry)(subject, i)), name))
+            return true;
     GENERAL_NAMES *sans = OSSL(X509_get_ext_d2i)(x, NID_subject_alt_name, NULL, NULL);
     bool found = false;
     int n = sans ? OSSL(OPENSSL_sk_num)((const OPENSSL_STACK *)sans) : 0;
     for (int i = 0; i < n && !found; i++) {
         const GENERAL_NAME *g = OSSL(OPENSSL_sk_value)((const OPENSSL_STACK *)sans, i);
-        if (g->type != GEN_DNS)
-            continue;
-        const char *d = (const char *)OSSL(ASN1_STRING_get0_data)(g->d.dNSName);
-        int dl = OSSL(ASN1_STRING_length)(g->d.dNSName);
-        found = dl >= 0 && (size_t)dl == strlen(name) && strncasecmp(d, name, (size_t)dl) == 0;
+        found = g->type == GEN_DNS && asn1_is(g->d.dNSName, name);
     }
     if (sans)
         OSSL(GENERAL_NAMES_free)(sans);

@@ -101,7 +101,7 @@ static int pipe_dir_safe(const char *socket_path, char *err, size_t errlen)
 
 /* Creates the pipe directory and its parents (0755 for root's shared one, 0700 otherwise), and
  * checks that it is safe. */
-static int make_pipe_dir(const char *path, char *err, size_t errlen)
+int rdt_pipe_dir_make(const char *path, char *err, size_t errlen)
 {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -141,7 +141,7 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
     if (rc < 0)
         return rdt_errf(rc, err, errlen, "pipe %s: the expanded name is too long", ts->pipe);
     if ((rc = rdt_pipe_path(b->name, b->path, sizeof(b->path), err, errlen)) ||
-        (rc = make_pipe_dir(b->path, err, errlen)))
+        (rc = rdt_pipe_dir_make(b->path, err, errlen)))
         return rc;
     struct stat st;
     if (lstat(b->path, &st) == 0) {
@@ -451,8 +451,8 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
         rc = await_server(ts, deadline, &c, err, errlen);
     else if (rc == 0)
         rc = connect_tcp(ts, timeout_ms, deadline, &c, err, errlen);
-    if (rc || !(c = rdt_tls_wrap(c, ts, err, errlen)))
-        return rc ? rc : -EPROTO;
+    if (rc || (rc = rdt_tls_wrap(&c, ts, err, errlen)))
+        return rc;
     c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);
     if (!c)
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");

@@ -26,6 +26,18 @@ void rdt_tls_unref(struct rdt_tls *cfg);
  * configuration, else the client part. */
 struct rdt_conn *rdt_tls_conn(struct rdt_conn *next, struct rdt_tls *cfg);
 
+/* Creates the directory of a socket at `path` under the pipe directory, and its parents, and
+ * checks that it is safe (see endpoint.c). */
+int rdt_pipe_dir_make(const char *path, char *err, size_t errlen);
+
+/* A serial line, open for this process alone, non-blocking, flushed: a real port through
+ * libserialport (8N1 at `baud`, no flow control), a pseudo-terminal through termios. */
+struct rdt_serial;
+int rdt_serial_open(struct rdt_serial **out, const char *dev, uint32_t baud, char *err,
+                    size_t errlen);
+int rdt_serial_fd(const struct rdt_serial *s);
+void rdt_serial_close(struct rdt_serial *s);
+
 /* A socket layer whose non-blocking connect is still in progress. */
 struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const char *what);
 

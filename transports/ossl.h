@@ -49,7 +49,9 @@
     X(ASN1_TIME_to_tm)                                                                             \
     X(X509_digest)                                                                                 \
     X(X509_get_subject_name)                                                                       \
-    X(X509_NAME_get_text_by_NID)                                                                   \
+    X(X509_NAME_get_index_by_NID)                                                                  \
+    X(X509_NAME_get_entry)                                                                         \
+    X(X509_NAME_ENTRY_get_data)                                                                    \
     X(X509_get_ext_d2i)                                                                            \
     X(GENERAL_NAMES_free)                                                                          \
     X(OPENSSL_sk_num)                                                                              \

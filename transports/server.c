@@ -55,6 +55,7 @@ struct rdt_server {
     void *arg;
     LIST_HEAD(, pending) pending;
     unsigned npending;    /* of them, those counted against the caps */
+    bool cap_users;       /* a pipe's handshakes are capped per user too */
     unsigned turned_away; /* since the last report of it */
     int64_t turned_away_at;
     struct penalty penalties[PENALTY_SLOTS];
@@ -211,6 +212,8 @@ static const char *busy_reason(const struct rdt_server *srv, const char *peer, b
         return NULL;
     if (srv->npending >= PENDING_MAX)
         return "busy: too many connections in progress, try again shortly";
+    if (serves_pipes(srv) && !srv->cap_users)
+        return NULL; /* relayed clients all have the broker's uid: one user is many peers */
     unsigned n = 0;
     const struct pending *p;
     LIST_FOREACH(p, &srv->pending, link)
@@ -469,6 +472,11 @@ int rdt_server_client_string(const struct rdt_server *srv, const char *host, cha
         return rdt_format(&ts, RDT_FORM_CLIENT, host, srv->bound.port, buf, len);
     snprintf(ts.clicon, sizeof(ts.clicon), "%s", host); /* the client names the server */
     return rdt_format(&ts, RDT_FORM_CLIENT, NULL, srv->bound.port, buf, len);
+}
+
+void rdt_server_cap_users(struct rdt_server *srv)
+{
+    srv->cap_users = true;
 }
 
 const struct rdt_bound *rdt_server_bound(const struct rdt_server *srv)

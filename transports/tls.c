@@ -256,12 +256,16 @@ static int tls_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nw
     return rc == -ENODATA ? tls_fail(t, -EPIPE, "tls: the peer has ended the connection") : rc;
 }
 
+/* In the handshake, what it waits for; after it, the peer's bytes always, and what a blocked
+ * call waits for besides (a write that waits must not stop the reading). */
 static short tls_events(struct rdt_conn *c)
 {
     struct tls *t = c->ctx;
     if (!c->next->ready)
         return rdt_conn_events(c->next);
-    return t->want ? t->want : POLLIN;
+    if (!c->ready)
+        return t->want ? t->want : POLLIN;
+    return (short)(POLLIN | t->want);
 }
 
 static const char *tls_last_error(struct rdt_conn *c)
@@ -400,22 +404,20 @@ void rdt_tls_unref(struct rdt_tls *cfg)
     free(cfg);
 }
 
-struct rdt_conn *rdt_tls_wrap(struct rdt_conn *next, const struct rdt_tstring *ts, char *err,
-                              size_t errlen)
+int rdt_tls_wrap(struct rdt_conn **c, const struct rdt_tstring *ts, char *err, size_t errlen)
 {
-    if (!next || (ts->proto != RDT_SSL && ts->proto != RDT_SPIPE))
-        return next;
+    if (ts->proto != RDT_SSL && ts->proto != RDT_SPIPE)
+        return 0;
     struct rdt_tls *cfg = NULL;
     int rc = rdt_tls_client(&cfg, ts, err, errlen);
     if (rc) {
-        rdt_conn_free(next);
-        return NULL;
+        rdt_conn_free(*c);
+        *c = NULL;
+        return rc;
     }
-    struct rdt_conn *c = rdt_tls_conn(next, cfg);
+    *c = rdt_tls_conn(*c, cfg);
     rdt_tls_unref(cfg);
-    if (!c)
-        rdt_errf(-ENOMEM, err, errlen, "tls: out of memory");
-    return c;
+    return *c ? 0 : rdt_errf(-ENOMEM, err, errlen, "tls: out of memory");
 }
 
 struct rdt_conn *rdt_tls_conn(struct rdt_conn *next, struct rdt_tls *cfg)

@@ -185,12 +185,19 @@ int rdt_conn_peer_cred(struct rdt_conn *c, struct ucred *out);
 
 /* ---- TLS (ssl, spipe) ------------------------------------------------------------------------ */
 
-/* For an ssl or spipe client string, stacks the TLS layer's client part on `next`: it checks the
+/* For an ssl or spipe client string, stacks the TLS layer's client part on *c: it checks the
  * server's certificate against the string's certuser= / machuser= (a SHA-1 thumbprint pins it;
  * a name must be the certificate's and chain to the user's or machine's store or the system's
- * trust store). Other strings get `next` back. Takes `next`; NULL on failure, with why in err. */
-struct rdt_conn *rdt_tls_wrap(struct rdt_conn *next, const struct rdt_tstring *ts, char *err,
-                              size_t errlen);
+ * trust store). Other strings leave *c as it is. On failure *c is freed and NULL, and the
+ * return is -errno with why in err. */
+int rdt_tls_wrap(struct rdt_conn **c, const struct rdt_tstring *ts, char *err, size_t errlen);
+
+/* ---- Serial lines (com) ---------------------------------------------------------------------- */
+
+/* Calls `cb` for each serial port that libserialport finds: its name (/dev/ttyS0), its kind
+ * (native, usb, bluetooth) and its description. Returns how many, or -errno with err set. */
+typedef void (*rdt_serial_list_cb)(const char *name, const char *kind, const char *desc, void *arg);
+int rdt_serial_list(rdt_serial_list_cb cb, void *arg, char *err, size_t errlen);
 
 /* ---- The session layer: version check and password proof ---------------------------------- */
 
@@ -276,6 +283,11 @@ void rdt_server_free(struct rdt_server *srv);
 int rdt_server_advert(const struct rdt_server *srv, char *buf, size_t len);
 int rdt_server_client_string(const struct rdt_server *srv, const char *host, char *buf, size_t len);
 const struct rdt_bound *rdt_server_bound(const struct rdt_server *srv);
+
+/* Handshakes in progress are capped per peer as well as in all: per address over tcp, and on a
+ * pipe, once this is called, per local user (root's never counted). Pipes are not capped per
+ * user unless asked: every client relayed by a broker has the broker's uid. */
+void rdt_server_cap_users(struct rdt_server *srv);
 
 /* A clicon server serves one client; after that client is gone, this dials again. */
 void rdt_server_redial(struct rdt_server *srv);
