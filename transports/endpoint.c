@@ -24,11 +24,10 @@ int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen)
     case RDT_NPIPE:
     case RDT_SSL:
     case RDT_SPIPE:
+    case RDT_COM:
         return 0;
     default:
-        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
-                        "%s: serial lines are not available in this version of rdq",
-                        rdt_proto_name(proto));
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen, "protocol %d is not known here", (int)proto);
     }
 }
 
@@ -445,7 +444,10 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc = rdt_proto_available(ts->proto, err, errlen);
-    if (rc == 0 && (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE))
+    if (rc == 0 && ts->proto == RDT_COM) {
+        int fd = rdt_com_dial(ts, timeout_ms, err, errlen);
+        rc = fd < 0 ? fd : (c = rdt_sock_conn(&rdt_unix_ops, fd)) ? 0 : -ENOMEM;
+    } else if (rc == 0 && (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE))
         rc = connect_pipe(ts, deadline, &c, err, errlen);
     else if (rc == 0 && ts->clicon[0])
         rc = await_server(ts, deadline, &c, err, errlen);

@@ -38,6 +38,15 @@ int rdt_serial_open(struct rdt_serial **out, const char *dev, uint32_t baud, cha
 int rdt_serial_fd(const struct rdt_serial *s);
 void rdt_serial_close(struct rdt_serial *s);
 
+/* com: the line's owner process (comline.c), started by the first user of a line. A dialer gets
+ * a socket that carries its connection on the channel, once the other end took it; a server gets
+ * a control socket, on which rdt_com_accept() takes each client's socket (1), says the owner
+ * ended (0), or that nothing is there (-EAGAIN). Errors: -ECONNREFUSED nobody serves the
+ * channel, -EBUSY it is busy, -ETIMEDOUT no answer on the line. */
+int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
+int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen);
+int rdt_com_accept(int ctl, int *fd);
+
 /* A socket layer whose non-blocking connect is still in progress. */
 struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const char *what);
 

@@ -309,6 +309,51 @@ static void pause_accepting(struct rdt_server *srv, int e)
     evtimer_add(srv->resume_ev, &tv);
 }
 
+static void com_serve(struct rdt_server *srv);
+
+/* com: each client comes as a socket of its own from the line's owner. */
+static void com_accept_cb(evutil_socket_t ctl, short what, void *arg)
+{
+    (void)what;
+    struct rdt_server *srv = arg;
+    char peer[64];
+    snprintf(peer, sizeof(peer), "com channel %d", srv->ts.channel);
+    for (int i = 0; i < 64; i++) {
+        int fd, rc = rdt_com_accept(ctl, &fd);
+        if (rc == -EAGAIN)
+            return;
+        if (rc <= 0) { /* the owner has gone: serve again through a new one */
+            event_del(srv->accept_ev);
+            rdt_unbind(&srv->bound);
+            report(srv, peer, "com: the owner of the line %s ended; serving again",
+                   srv->ts.com_device);
+            schedule_redial(srv);
+            return;
+        }
+        struct rdt_conn *conn = rdt_sock_conn(&rdt_unix_ops, fd);
+        const char *busy = conn ? busy_reason(srv, peer, false) : NULL;
+        if (busy)
+            turn_away(srv, conn, peer, busy);
+        else
+            pending_add(srv, conn, peer, false, true);
+    }
+}
+
+static void com_serve(struct rdt_server *srv)
+{
+    char err[RDT_ERR_MAX];
+    int fd = rdt_com_serve(&srv->ts, err, sizeof(err));
+    if (fd < 0) {
+        report(srv, srv->ts.com_device, "%s", err);
+        schedule_redial(srv);
+        return;
+    }
+    srv->bound.fd = fd;
+    srv->redial_ms = REDIAL_MIN_MS;
+    event_assign(srv->accept_ev, srv->base, fd, EV_READ | EV_PERSIST, com_accept_cb, srv);
+    event_add(srv->accept_ev, NULL);
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
@@ -367,7 +412,11 @@ static void redial_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    dial_once(arg);
+    struct rdt_server *srv = arg;
+    if (srv->ts.proto == RDT_COM)
+        com_serve(srv);
+    else
+        dial_once(srv);
 }
 
 static void schedule_redial(struct rdt_server *srv)
@@ -412,7 +461,19 @@ int rdt_server_open(struct rdt_server **out, struct event_base *base, const stru
         rdt_server_free(srv);
         return rc;
     }
-    if (ts->clicon[0]) {
+    if (ts->proto == RDT_COM) {
+        srv->redial_ev = evtimer_new(base, redial_cb, srv);
+        srv->accept_ev = event_new(base, -1, 0, com_accept_cb, srv);
+        if (!srv->redial_ev || !srv->accept_ev)
+            rc = rdt_errf(-ENOMEM, err, errlen, "out of memory");
+        else if ((srv->bound.fd = rdt_com_serve(ts, err, errlen)) < 0)
+            rc = srv->bound.fd;
+        if (rc == 0) {
+            event_assign(srv->accept_ev, base, srv->bound.fd, EV_READ | EV_PERSIST, com_accept_cb,
+                         srv);
+            rc = event_add(srv->accept_ev, NULL);
+        }
+    } else if (ts->clicon[0]) {
         srv->bound.port = ts->port_lo;
         srv->redial_ev = evtimer_new(base, redial_cb, srv);
         rc = srv->redial_ev ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");

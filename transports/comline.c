@@ -1,0 +1,913 @@
+/* The owner of a serial line: one process a line end, which every rdq process that serves or
+ * dials a channel of that line reaches over a unix socket in the pipe directory. The first user
+ * starts it (a process of its own, detached); it ends when its last user has gone.
+ *
+ * On the line, each channel carries one connection at a time, in frames (comframe.h): DATA in
+ * order of seq, each acknowledged by an ACK that also says how much more the receiver takes (its
+ * window), so that a stopped reader on one channel never blocks another; what is not
+ * acknowledged in time is sent again (go-back-N), so that frames lost to garbled or dropped bytes
+ * cost time, not data. CLOSE takes a seq of its own, as TCP's FIN does.
+ *
+ * Users speak one line to the owner: "RDQCOM 1 SERVE <channel> <baud>" or "RDQCOM 1 DIAL
+ * <channel> <baud> <timeout ms>", and read "OK" or "ERR <why>". A dialer's socket then carries its
+ * connection; a server's stays to receive, for each client, a socket of its own (SCM_RIGHTS). */
+#include "comframe.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FRAG 1024                        /* DATA payload at most */
+#define RBUF (16 * 1024)                 /* a channel's receive buffer: the window it offers */
+#define QMAX 64                          /* frames of a channel not acknowledged yet */
+#define LINE_OUT (64 * 1024)             /* the line's output queue */
+#define LINE_LOW (2 * RDT_COM_FRAME_MAX) /* channels add DATA while the queue is below this */
+#define TICK_MS 20
+#define RTO_MIN_MS 250
+#define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended */
+#define IDLE_EXIT_MS 300
+#define USERS_MAX 256
+
+/* ---- Sequence numbers (16 bits, wrapping) ---- */
+
+static bool seq_before(uint16_t a, uint16_t b)
+{
+    return (int16_t)(a - b) < 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- State ---- */
+
+struct line;
+
+struct user {
+    struct line *ln;
+    int fd;
+    struct event *ev;
+    char in[160];
+    size_t in_len;
+    int serving; /* the channel it serves, or -1 */
+    LIST_ENTRY(user) link;
+};
+
+struct sent {
+    uint16_t seq;
+    uint8_t type; /* DATA or CLOSE */
+    uint16_t len;
+    uint8_t data[FRAG];
+};
+
+enum cstate { C_IDLE, C_OPENING, C_OPEN };
+
+struct chan {
+    struct line *ln;
+    uint8_t n;
+    struct user *server;
+    enum cstate state;
+    bool acceptor;
+    int fd; /* the connection's local end */
+    struct event *ev;
+    short armed;
+    int64_t deadline; /* opening: the dialer's timeout */
+    int64_t rto_at;   /* when what is unacknowledged goes again */
+    int64_t progress; /* the last acknowledgement that released a frame */
+    /* sending */
+    uint16_t snd_next;
+    uint32_t peer_wnd; /* bytes the peer takes beyond its last ACK */
+    struct sent *q;    /* QMAX frames from qhead, qn of them */
+    unsigned qhead, qn;
+    size_t inflight; /* bytes of DATA in q */
+    bool local_eof;
+    /* receiving */
+    uint16_t rcv_next;
+    uint8_t *rbuf;
+    size_t rlen;
+    bool fin_rcvd, shut_wr, ack_due;
+    uint32_t adv_wnd; /* the window last advertised */
+};
+
+struct line {
+    struct event_base *base;
+    struct rdt_serial *ser;
+    char dev[RDT_COMPORT_MAX + 1];
+    uint32_t baud;
+    int lfd;
+    struct event *line_rev, *line_wev, *listen_ev, *tick_ev;
+    struct rdt_com_decoder dec;
+    uint8_t out[LINE_OUT];
+    size_t out_len;
+    struct chan ch[RDT_COM_CHANNELS];
+    LIST_HEAD(, user) users;
+    unsigned nusers;
+    int64_t idle_since;
+    bool dead;
+};
+
+static void chan_arm(struct chan *c);
+static void chan_reset(struct chan *c);
+
+/* ---- The line ---- */
+
+static void line_flush(struct line *ln)
+{
+    while (ln->out_len) {
+        ssize_t n = write(rdt_serial_fd(ln->ser), ln->out, ln->out_len);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) {
+            ln->dead = true;
+            event_base_loopbreak(ln->base);
+            return;
+        }
+        memmove(ln->out, ln->out + n, ln->out_len - (size_t)n);
+        ln->out_len -= (size_t)n;
+    }
+    if (ln->out_len)
+        event_add(ln->line_wev, NULL);
+    else
+        event_del(ln->line_wev);
+}
+
+/* Queues a frame for the line; false when the queue has no room for it. */
+static bool line_send(struct line *ln, uint8_t chan, uint8_t type, uint16_t seq,
+                      const void *payload, uint16_t len)
+{
+    if (ln->out_len + RDT_COM_FRAME_MAX > sizeof(ln->out))
+        return false;
+    struct rdt_com_frame f = {chan, type, seq, len, payload};
+    ln->out_len += rdt_com_encode(&f, ln->out + ln->out_len);
+    return true;
+}
+
+static void send_text(struct line *ln, uint8_t chan, uint8_t type, const char *text)
+{
+    line_send(ln, chan, type, 0, text, (uint16_t)strnlen(text, FRAG));
+}
+
+static void send_ack(struct chan *c)
+{
+    uint8_t w[4];
+    c->adv_wnd = (uint32_t)(RBUF - c->rlen);
+    put32(w, c->adv_wnd);
+    if (line_send(c->ln, c->n, RDT_COM_ACK, c->rcv_next, w, 4))
+        c->ack_due = false;
+}
+
+/* ---- Channels ---- */
+
+static bool chan_can_send(const struct chan *c)
+{
+    return c->state == C_OPEN && !c->local_eof && c->qn < QMAX && c->inflight < c->peer_wnd &&
+           c->ln->out_len < LINE_LOW;
+}
+
+static struct sent *q_push(struct chan *c, uint8_t type)
+{
+    struct sent *s = &c->q[(c->qhead + c->qn++) % QMAX];
+    s->seq = c->snd_next++;
+    s->type = type;
+    s->len = 0;
+    return s;
+}
+
+static int64_t rto_ms(const struct line *ln, size_t bytes)
+{
+    /* the time the line needs for the queue and the frames in flight, twice, and a margin */
+    int64_t ms = (int64_t)(ln->out_len + bytes) * 10 * 1000 / (ln->baud ? ln->baud : 9600);
+    return 2 * ms + RTO_MIN_MS;
+}
+
+static void chan_read(struct chan *c)
+{
+    while (chan_can_send(c)) {
+        size_t room = c->peer_wnd - c->inflight;
+        struct sent *s = &c->q[(c->qhead + c->qn) % QMAX];
+        ssize_t n = read(c->fd, s->data, room < FRAG ? room : FRAG);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (c->qn == 0)
+            c->rto_at = rdt_now_ms() + rto_ms(c->ln, 0), c->progress = rdt_now_ms();
+        if (n <= 0) { /* the local end is done sending (or gone) */
+            c->local_eof = true;
+            s = q_push(c, RDT_COM_CLOSE);
+            line_send(c->ln, c->n, RDT_COM_CLOSE, s->seq, NULL, 0);
+            return;
+        }
+        s = q_push(c, RDT_COM_DATA);
+        s->len = (uint16_t)n;
+        c->inflight += (size_t)n;
+        line_send(c->ln, c->n, RDT_COM_DATA, s->seq, s->data, s->len);
+    }
+}
+
+static void chan_write(struct chan *c)
+{
+    while (c->rlen) {
+        ssize_t n = write(c->fd, c->rbuf, c->rlen);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0) { /* the local reader is gone: what comes is dropped */
+            c->rlen = 0;
+            break;
+        }
+        memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
+        c->rlen -= (size_t)n;
+    }
+    /* the window opened again: say so before the sender waits for a retransmission */
+    if (c->adv_wnd < RBUF / 2 && RBUF - c->rlen >= RBUF / 2)
+        c->ack_due = true;
+    if (c->fin_rcvd && !c->rlen && !c->shut_wr) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr = true;
+    }
+}
+
+/* Done when both ends have said their end, all of it acknowledged and delivered. */
+static void chan_check_done(struct chan *c)
+{
+    if (c->state == C_OPEN && c->local_eof && c->qn == 0 && c->fin_rcvd && !c->rlen)
+        chan_reset(c);
+}
+
+static void chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct chan *c = arg;
+    if (what & EV_WRITE)
+        chan_write(c);
+    if (what & EV_READ)
+        chan_read(c);
+    if (c->ack_due)
+        send_ack(c);
+    line_flush(c->ln);
+    chan_check_done(c);
+    if (c->state != C_IDLE)
+        chan_arm(c);
+}
+
+static void chan_arm(struct chan *c)
+{
+    short want = (chan_can_send(c) ? EV_READ : 0) | (c->rlen ? EV_WRITE : 0);
+    if (want == c->armed && (want == 0 || event_pending(c->ev, EV_READ | EV_WRITE, NULL)))
+        return;
+    event_del(c->ev);
+    c->armed = want;
+    if (want) {
+        event_assign(c->ev, c->ln->base, c->fd, want, chan_cb, c);
+        event_add(c->ev, NULL);
+    }
+}
+
+static int chan_start(struct chan *c, int fd, bool acceptor)
+{
+    c->q = calloc(QMAX, sizeof(*c->q));
+    c->rbuf = malloc(RBUF);
+    c->ev = event_new(c->ln->base, -1, 0, chan_cb, c);
+    if (!c->q || !c->rbuf || !c->ev) {
+        free(c->q);
+        free(c->rbuf);
+        if (c->ev)
+            event_free(c->ev);
+        c->q = NULL, c->rbuf = NULL, c->ev = NULL;
+        return -ENOMEM;
+    }
+    c->fd = fd;
+    c->acceptor = acceptor;
+    c->snd_next = c->rcv_next = 0;
+    c->qhead = c->qn = 0;
+    c->inflight = c->rlen = 0;
+    c->peer_wnd = RBUF;
+    c->adv_wnd = RBUF;
+    c->local_eof = c->fin_rcvd = c->shut_wr = c->ack_due = false;
+    c->armed = 0;
+    c->progress = rdt_now_ms();
+    return 0;
+}
+
+static void chan_reset(struct chan *c)
+{
+    if (c->ev)
+        event_free(c->ev);
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->q);
+    free(c->rbuf);
+    c->ev = NULL, c->q = NULL, c->rbuf = NULL;
+    c->fd = -1;
+    c->state = C_IDLE;
+    c->ln->idle_since = rdt_now_ms();
+}
+
+/* A dialer's answer, on its socket, before the connection's bytes. */
+static void dialer_answer(struct chan *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void dialer_answer(struct chan *c, const char *fmt, ...)
+{
+    char msg[RDT_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
+    va_end(ap);
+    n = n < 0 ? 0 : n > (int)sizeof(msg) - 2 ? (int)sizeof(msg) - 2 : n;
+    msg[n] = '\n';
+    if (write(c->fd, msg, (size_t)n + 1) < 0) { /* the dialer is gone: nothing to tell */
+    }
+}
+
+/* ---- Frames from the line ---- */
+
+static void on_open(struct chan *c, const struct rdt_com_frame *f)
+{
+    struct line *ln = c->ln;
+    char why[200];
+    uint32_t baud = f->len >= 4 ? get32(f->payload) : 0;
+    if (c->state == C_OPEN && c->acceptor && c->rcv_next == 0) {
+        line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0); /* our OPENED was lost */
+        return;
+    }
+    if (baud != ln->baud)
+        snprintf(why, sizeof(why),
+                 "com: the two ends of the line use different baud rates (%u and %u)", baud,
+                 ln->baud);
+    else if (!c->server)
+        snprintf(why, sizeof(why), "com: nobody serves channel %u of %s", c->n, ln->dev);
+    else if (c->state != C_IDLE)
+        snprintf(why, sizeof(why), "com: channel %u of %s is busy (one connection at a time)", c->n,
+                 ln->dev);
+    else
+        why[0] = '\0';
+    int sv[2] = {-1, -1};
+    if (!why[0] && socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        snprintf(why, sizeof(why), "com: %s", strerror(errno));
+    if (!why[0]) {
+        char one = 'C';
+        struct iovec iov = {.iov_base = &one, .iov_len = 1};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+        if (sendmsg(c->server->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) != 1 ||
+            chan_start(c, sv[0], true) != 0) {
+            snprintf(why, sizeof(why), "com: the server of channel %u cannot take it", c->n);
+            close(sv[0]);
+        }
+        close(sv[1]);
+    }
+    if (why[0]) {
+        send_text(ln, c->n, RDT_COM_REFUSED, why);
+        return;
+    }
+    c->state = C_OPEN;
+    line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0);
+    chan_arm(c);
+}
+
+static void on_data(struct chan *c, const struct rdt_com_frame *f)
+{
+    c->ack_due = true; /* in order or not: the sender learns where we are */
+    if (c->state != C_OPEN || f->seq != c->rcv_next || c->fin_rcvd)
+        return;
+    if (f->type == RDT_COM_CLOSE) {
+        c->fin_rcvd = true;
+        c->rcv_next++;
+        return;
+    }
+    if (f->len > RBUF - c->rlen)
+        return; /* past the window we offered: it comes again */
+    memcpy(c->rbuf + c->rlen, f->payload, f->len);
+    c->rlen += f->len;
+    c->rcv_next++;
+}
+
+static void on_ack(struct chan *c, const struct rdt_com_frame *f)
+{
+    if (c->state != C_OPEN || f->len < 4)
+        return;
+    bool released = false;
+    while (c->qn && seq_before(c->q[c->qhead].seq, f->seq)) {
+        c->inflight -= c->q[c->qhead].len;
+        c->qhead = (c->qhead + 1) % QMAX;
+        c->qn--;
+        released = true;
+    }
+    c->peer_wnd = get32(f->payload);
+    if (released) {
+        c->progress = rdt_now_ms();
+        c->rto_at = c->progress + rto_ms(c->ln, c->inflight);
+    }
+}
+
+static void on_frame(const struct rdt_com_frame *f, void *arg)
+{
+    struct line *ln = arg;
+    struct chan *c = &ln->ch[f->channel];
+    switch (f->type) {
+    case RDT_COM_OPEN:
+        on_open(c, f);
+        break;
+    case RDT_COM_OPENED:
+        if (c->state == C_OPENING) {
+            c->state = C_OPEN;
+            dialer_answer(c, "OK");
+        }
+        break;
+    case RDT_COM_REFUSED:
+        if (c->state == C_OPENING)
+            dialer_answer(c, "ERR %.*s", (int)f->len, (const char *)f->payload);
+        if (c->state != C_IDLE)
+            chan_reset(c);
+        break;
+    case RDT_COM_DATA:
+    case RDT_COM_CLOSE:
+        on_data(c, f);
+        break;
+    case RDT_COM_ACK:
+        on_ack(c, f);
+        break;
+    case RDT_COM_PING:
+        line_send(ln, f->channel, RDT_COM_PONG, f->seq, NULL, 0);
+        break;
+    default:
+        break;
+    }
+    if (c->state != C_IDLE && c->ev)
+        chan_arm(c);
+}
+
+static void line_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct line *ln = arg;
+    uint8_t buf[8192];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) { /* the line itself is gone (a pty whose other end closed reads EIO) */
+        ln->dead = true;
+        event_base_loopbreak(ln->base);
+        return;
+    }
+    rdt_com_decode(&ln->dec, buf, (size_t)n, on_frame, ln);
+    for (int i = 0; i < RDT_COM_CHANNELS; i++) {
+        struct chan *c = &ln->ch[i];
+        if (c->state == C_IDLE)
+            continue;
+        if (c->ack_due)
+            send_ack(c);
+        chan_check_done(c);
+        if (c->state != C_IDLE)
+            chan_arm(c);
+    }
+    line_flush(ln);
+}
+
+static void line_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct line *ln = arg;
+    line_flush(ln);
+    for (int i = 0; i < RDT_COM_CHANNELS; i++)
+        if (ln->ch[i].state == C_OPEN)
+            chan_arm(&ln->ch[i]); /* room on the line again */
+}
+
+/* ---- Timers: retransmissions, timeouts, the end ---- */
+
+static void resend(struct chan *c)
+{
+    for (unsigned i = 0; i < c->qn; i++) {
+        struct sent *s = &c->q[(c->qhead + i) % QMAX];
+        if (!line_send(c->ln, c->n, s->type, s->seq, s->data, s->len))
+            break;
+    }
+    c->rto_at = rdt_now_ms() + rto_ms(c->ln, c->inflight);
+}
+
+static void tick_chan(struct chan *c, int64_t now)
+{
+    struct line *ln = c->ln;
+    if (c->state == C_OPENING && now >= c->deadline) {
+        const struct rdt_com_counts *k = &ln->dec.counts;
+        dialer_answer(c,
+                      "ERR com: no answer on %s within the time allowed (%llu valid frames, %llu "
+                      "bad, %llu bytes outside frames, at %u baud: are both ends at that rate, "
+                      "and is the other end's rdq running?)",
+                      ln->dev, (unsigned long long)k->frames,
+                      (unsigned long long)(k->bad_header + k->bad_length + k->bad_payload),
+                      (unsigned long long)k->skipped, ln->baud);
+        chan_reset(c);
+    } else if (c->state == C_OPENING && now >= c->rto_at) {
+        uint8_t b[4];
+        put32(b, ln->baud);
+        line_send(ln, c->n, RDT_COM_OPEN, 0, b, 4);
+        c->rto_at = now + rto_ms(ln, 0);
+    } else if (c->state == C_OPEN && c->qn && now - c->progress > GIVE_UP_MS) {
+        chan_reset(c); /* the other end no longer answers: the local end sees the end */
+    } else if (c->state == C_OPEN && c->qn && now >= c->rto_at) {
+        resend(c);
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct line *ln = arg;
+    int64_t now = rdt_now_ms();
+    bool busy = ln->nusers > 0;
+    for (int i = 0; i < RDT_COM_CHANNELS; i++) {
+        struct chan *c = &ln->ch[i];
+        if (c->state != C_IDLE)
+            tick_chan(c, now);
+        busy |= c->state != C_IDLE || c->server;
+    }
+    line_flush(ln);
+    if (busy || ln->out_len)
+        ln->idle_since = now;
+    else if (now - ln->idle_since >= IDLE_EXIT_MS)
+        event_base_loopbreak(ln->base); /* the last user has gone */
+}
+
+/* ---- Users ---- */
+
+static void user_free(struct user *u)
+{
+    struct line *ln = u->ln;
+    if (u->serving >= 0 && ln->ch[u->serving].server == u)
+        ln->ch[u->serving].server = NULL;
+    LIST_REMOVE(u, link);
+    ln->nusers--;
+    if (u->ev)
+        event_free(u->ev);
+    if (u->fd >= 0)
+        close(u->fd);
+    free(u);
+}
+
+static void user_say(struct user *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void user_say(struct user *u, const char *fmt, ...)
+{
+    char msg[RDT_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
+    va_end(ap);
+    n = n < 0 ? 0 : n > (int)sizeof(msg) - 2 ? (int)sizeof(msg) - 2 : n;
+    msg[n] = '\n';
+    if (send(u->fd, msg, (size_t)n + 1, MSG_NOSIGNAL) < 0) { /* gone: its EOF comes next */
+    }
+}
+
+/* Takes a user's request: SERVE keeps it; DIAL hands its socket to the channel. */
+static void user_request(struct user *u)
+{
+    struct line *ln = u->ln;
+    char verb[8];
+    unsigned chan = 0, baud = 0, timeout = 0;
+    int n = sscanf(u->in, "RDQCOM 1 %7s %u %u %u", verb, &chan, &baud, &timeout);
+    bool serve = n >= 3 && strcmp(verb, "SERVE") == 0, dial = n == 4 && !strcmp(verb, "DIAL");
+    struct chan *c = chan < RDT_COM_CHANNELS ? &ln->ch[chan] : NULL;
+    if ((!serve && !dial) || !c) {
+        user_say(u, "ERR com: the line owner does not understand this request");
+    } else if (baud != ln->baud) {
+        user_say(u, "ERR com: %s is open at %u baud, not %u", ln->dev, ln->baud, baud);
+    } else if (serve && c->server) {
+        user_say(u, "ERR com: channel %u of %s is served already, by another process", chan,
+                 ln->dev);
+    } else if (serve) {
+        c->server = u;
+        u->serving = (int)chan;
+        user_say(u, "OK");
+        return;
+    } else if (c->state != C_IDLE) {
+        user_say(u, "ERR com: channel %u of %s is busy on this end", chan, ln->dev);
+    } else if (chan_start(c, u->fd, false) == 0) {
+        u->fd = -1; /* the channel's now */
+        c->state = C_OPENING;
+        c->deadline = rdt_now_ms() + (timeout ? timeout : 10000);
+        c->rto_at = 0; /* the OPEN goes at the next tick */
+        tick_chan(c, rdt_now_ms());
+        line_flush(ln);
+    }
+    user_free(u);
+}
+
+static void user_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct user *u = arg;
+    if (u->serving >= 0) { /* a server's socket says nothing more: this is its end */
+        char b[64];
+        if (recv(fd, b, sizeof(b), MSG_DONTWAIT) == 0 || (errno != EAGAIN && errno != EINTR))
+            user_free(u);
+        return;
+    }
+    ssize_t n = recv(fd, u->in + u->in_len, sizeof(u->in) - 1 - u->in_len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        user_free(u);
+        return;
+    }
+    u->in_len += (size_t)n;
+    u->in[u->in_len] = '\0';
+    if (strchr(u->in, '\n'))
+        user_request(u);
+    else if (u->in_len == sizeof(u->in) - 1)
+        user_free(u); /* no request is that long */
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct line *ln = arg;
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct user *u = ln->nusers < USERS_MAX ? calloc(1, sizeof(*u)) : NULL;
+    if (u)
+        u->ev = event_new(ln->base, fd, EV_READ | EV_PERSIST, user_cb, u);
+    if (!u || !u->ev) {
+        free(u);
+        close(fd);
+        return;
+    }
+    u->ln = ln;
+    u->fd = fd;
+    u->serving = -1;
+    LIST_INSERT_HEAD(&ln->users, u, link);
+    ln->nusers++;
+    event_add(u->ev, NULL);
+}
+
+/* ---- The owner process ---- */
+
+static int listen_at(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    unlink(path); /* we hold the lock: a socket file here is a dead owner's */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+        listen(fd, 64) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Runs the line until its last user has gone or the line fails; never returns. */
+static void owner_main(const char *dev, uint32_t baud, const char *path, int ready)
+{
+    static struct line ln; /* large: not on the stack */
+    char err[RDT_ERR_MAX];
+    snprintf(ln.dev, sizeof(ln.dev), "%s", dev);
+    ln.baud = baud;
+    ln.base = event_base_new();
+    LIST_INIT(&ln.users);
+    rdt_com_decoder_init(&ln.dec);
+    for (int i = 0; i < RDT_COM_CHANNELS; i++)
+        ln.ch[i] = (struct chan){.ln = &ln, .n = (uint8_t)i, .fd = -1};
+    int rc = ln.base ? rdt_serial_open(&ln.ser, dev, baud, err, sizeof(err)) : -ENOMEM;
+    if (rc == 0 && (ln.lfd = listen_at(path)) < 0)
+        rc = rdt_errf(-errno, err, sizeof(err), "com: the line owner's socket %s: %s", path,
+                      strerror(errno));
+    if (rc) {
+        if (write(ready, err, strlen(err)) < 0)
+            _exit(1);
+        _exit(1);
+    }
+    ln.line_rev =
+        event_new(ln.base, rdt_serial_fd(ln.ser), EV_READ | EV_PERSIST, line_read_cb, &ln);
+    ln.line_wev = event_new(ln.base, rdt_serial_fd(ln.ser), EV_WRITE, line_write_cb, &ln);
+    ln.listen_ev = event_new(ln.base, ln.lfd, EV_READ | EV_PERSIST, accept_cb, &ln);
+    ln.tick_ev = event_new(ln.base, -1, EV_PERSIST, tick_cb, &ln);
+    struct timeval tick = {0, TICK_MS * 1000};
+    event_add(ln.line_rev, NULL);
+    event_add(ln.listen_ev, NULL);
+    event_add(ln.tick_ev, &tick);
+    ln.idle_since = rdt_now_ms();
+    if (write(ready, "ok", 2) != 2)
+        _exit(1);
+    close(ready);
+    event_base_dispatch(ln.base);
+    unlink(path); /* before the lock goes with this process: no one finds a dead socket */
+    for (int i = 0; i < RDT_COM_CHANNELS; i++)
+        if (ln.ch[i].state == C_OPENING)
+            dialer_answer(&ln.ch[i], "ERR com: %s failed", dev);
+    _exit(ln.dead ? 1 : 0);
+}
+
+/* Starts the owner as a process of its own (not a child to reap), holding the lock; waits until
+ * it listens, or says why it could not. */
+static int spawn_owner(const char *dev, uint32_t baud, const char *path, int lockfd, char *err,
+                       size_t errlen)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return rdt_errf(-errno, err, errlen, "com: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        /* only the lock and the ready pipe stay open */
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+        if (dup2(lockfd, 3) < 0 || dup2(p[1], 4) < 0)
+            _exit(1);
+        close_range(5, ~0U, 0);
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_DFL);
+        owner_main(dev, baud, path, 4);
+    }
+    close(p[1]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    char msg[RDT_ERR_MAX] = "";
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    ssize_t n = pid > 0 && poll(&pf, 1, 5000) == 1 ? read(p[0], msg, sizeof(msg) - 1) : -1;
+    close(p[0]);
+    if (n == 2 && memcmp(msg, "ok", 2) == 0)
+        return 0;
+    msg[n > 0 ? n : 0] = '\0';
+    return rdt_errf(-EIO, err, errlen, "%s", n > 0 ? msg : "com: the line owner did not start");
+}
+
+/* ---- Users: reaching the owner ---- */
+
+/* <pipe dir>/com-<device, its slashes as underscores> */
+static int owner_path(const char *dev, char *path, size_t len, char *err, size_t errlen)
+{
+    char name[RDT_COMPORT_MAX + 8];
+    snprintf(name, sizeof(name), "com-%s", dev);
+    for (char *p = name; *p; p++)
+        if (*p == '/')
+            *p = '_';
+    int rc = rdt_pipe_path(name, path, len > 100 ? 100 : len, err, errlen);
+    return rc ? rc : rdt_pipe_dir_make(path, err, errlen);
+}
+
+static int unix_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return -e;
+}
+
+/* Connects to the owner of the line, starting it when none runs: the lock beside its socket
+ * says who starts it; the others wait for its socket. */
+static int owner_connect(const struct rdt_tstring *ts, int64_t deadline, char *err, size_t errlen)
+{
+    char path[108], lock[116];
+    int rc = owner_path(ts->com_device, path, sizeof(path), err, errlen);
+    if (rc)
+        return rc;
+    snprintf(lock, sizeof(lock), "%s.lock", path);
+    for (;;) {
+        int fd = unix_connect(path);
+        if (fd >= 0)
+            return fd;
+        int lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lockfd < 0)
+            return rdt_errf(-errno, err, errlen, "com: %s: %s", lock, strerror(errno));
+        if (flock(lockfd, LOCK_EX | LOCK_NB) == 0) {
+            fd = unix_connect(path); /* it may have come up meanwhile */
+            if (fd < 0 && (rc = spawn_owner(ts->com_device, ts->baud, path, lockfd, err, errlen))) {
+                close(lockfd);
+                return rc;
+            }
+            close(lockfd); /* the owner holds it now */
+            if (fd >= 0)
+                return fd;
+            continue;
+        }
+        close(lockfd);
+        if (rdt_now_ms() >= deadline)
+            return rdt_errf(-ETIMEDOUT, err, errlen,
+                            "com: the owner of the line %s did not come up in time",
+                            ts->com_device);
+        poll(NULL, 0, 10); /* another process is starting it */
+    }
+}
+
+/* Sends a request and reads the owner's answer line (byte by byte: what follows is the
+ * connection's). Returns the socket once the answer is OK. */
+static int owner_request(const struct rdt_tstring *ts, const char *verb, int timeout_ms, char *err,
+                         size_t errlen)
+{
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    int fd = owner_connect(ts, deadline, err, errlen);
+    if (fd < 0)
+        return fd;
+    char req[96], line[RDT_ERR_MAX];
+    int n = snprintf(req, sizeof(req), "RDQCOM 1 %s %d %u %d\n", verb, ts->channel, ts->baud,
+                     timeout_ms);
+    size_t got = 0;
+    int rc = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -errno;
+    while (rc == 0 && got < sizeof(line) - 1 && (got == 0 || line[got - 1] != '\n')) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline + 1000 - rdt_now_ms(); /* the owner answers by the deadline */
+        if (left <= 0 || poll(&p, 1, (int)left) != 1)
+            rc = -ETIMEDOUT;
+        else if (recv(fd, line + got, 1, 0) == 1)
+            got++;
+        else
+            rc = -ECONNRESET;
+    }
+    line[got] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    if (rc == 0 && strcmp(line, "OK") == 0) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        return fd;
+    }
+    close(fd);
+    if (rc == 0 && strncmp(line, "ERR ", 4) == 0)
+        return rdt_errf(strstr(line, "nobody serves")  ? -ECONNREFUSED
+                        : strstr(line, "busy")         ? -EBUSY
+                        : strstr(line, "no answer on") ? -ETIMEDOUT
+                                                       : -EPROTO,
+                        err, errlen, "%s", line + 4);
+    return rdt_errf(rc ? rc : -EPROTO, err, errlen, "com: the owner of the line %s %s",
+                    ts->com_device,
+                    rc == -ETIMEDOUT ? "did not answer in time" : "ended the connection");
+}
+
+int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen)
+{
+    return owner_request(ts, "DIAL", timeout_ms, err, errlen);
+}
+
+int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen)
+{
+    return owner_request(ts, "SERVE", 5000, err, errlen);
+}
+
+int rdt_com_accept(int ctl, int *fd)
+{
+    char one;
+    struct iovec iov = {.iov_base = &one, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    *fd = -1;
+    ssize_t n = recvmsg(ctl, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+    if (n == 0)
+        return 0;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(fd, CMSG_DATA(cm), sizeof(int));
+    if (*fd < 0)
+        return -EAGAIN; /* a byte without a socket: nothing to take */
+    fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK);
+    return 1;
+}
