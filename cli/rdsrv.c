@@ -151,6 +151,7 @@ struct client {
     unsigned n;
     bool gone; /* the splice is over */
     bool term_sent;
+    uint64_t sent; /* the stub's output the client had when the grace began */
     LIST_ENTRY(client) link;
 };
 
@@ -181,16 +182,24 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
         client_free(c);
         return;
     }
+    struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
+    if (!c->gone && !c->term_sent && rdt_splice_sent(c->sp) != c->sent) {
+        /* the client ended its input but still reads the stub's answer as it comes: a slow
+         * line is not a client that left */
+        c->sent = rdt_splice_sent(c->sp);
+        evtimer_add(c->timer, &tv);
+        return;
+    }
     fprintf(stderr, "rdsrv: client %u left; ending its stub\n", c->n);
     kill(-c->pid, c->term_sent ? SIGKILL : SIGTERM);
     c->term_sent = true;
-    struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
     evtimer_add(c->timer, &tv);
 }
 
 static void arm_grace(struct client *c)
 {
     struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
+    c->sent = c->sp ? rdt_splice_sent(c->sp) : 0;
     if (!evtimer_pending(c->timer, NULL))
         evtimer_add(c->timer, &tv);
 }

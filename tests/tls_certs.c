@@ -123,8 +123,8 @@ bool tc_make(void)
     struct spec cas = {"rdq-test-ca", NULL, NULL, -DAY, 30 * DAY, true, 0};
     X509 *ca = make(&cas, cakey, NULL, NULL);
     bool ok = write_pem(tc_mach, "ca", "pem", ca, NULL, 0644);
-    struct spec good = {"rdq-srv", "DNS:localhost,IP:127.0.0.1", "serverAuth", -DAY, 10 * DAY,
-                        false, 0};
+    struct spec good = {
+        "rdq-srv", "DNS:localhost,IP:127.0.0.1", "serverAuth", -DAY, 10 * DAY, false, 0};
     X509 *srv = issue(tc_user, "srv", &good, ca, cakey, "key", NULL);
     thumb(srv, tc_srv_thumb);
     struct spec mach = {"rdq-mach", NULL, NULL, -DAY, 10 * DAY, false, 0};

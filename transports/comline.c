@@ -36,7 +36,8 @@
 #define LINE_OUT (64 * 1024)             /* the line's output queue */
 #define LINE_LOW (2 * RDT_COM_FRAME_MAX) /* channels add DATA while the queue is below this */
 #define TICK_MS 20
-#define RTO_MIN_MS 250
+#define RTO_MIN_MS 250   /* the margin of a wait computed from the line's rate */
+#define RTO_FLOOR_MS 20  /* the margin of one computed from round trips measured */
 #define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended */
 #define IDLE_EXIT_MS 300
 #define USERS_MAX 256
@@ -74,6 +75,8 @@ struct user {
 };
 
 struct sent {
+    int64_t at; /* when it went */
+    bool again; /* it went more than once: its ACK times nothing (Karn) */
     uint16_t seq;
     uint8_t type; /* DATA or CLOSE */
     uint16_t len;
@@ -106,7 +109,12 @@ struct chan {
     uint8_t *rbuf;
     size_t rlen;
     bool fin_rcvd, shut_wr, ack_due;
-    uint32_t adv_wnd; /* the window last advertised */
+    uint32_t adv_wnd;     /* the window last advertised */
+    int64_t acked_at;     /* when the last ACK went */
+    unsigned dupacks;     /* ACKs that released nothing since the last that did */
+    int64_t srtt, rttvar; /* the round trip, measured (ms; srtt 0: not yet) */
+    unsigned backoff;     /* timeouts in a row: each doubles the next wait */
+    bool fast_resent;     /* a gap was resent on duplicate ACKs: not again until progress */
 };
 
 struct line {
@@ -172,8 +180,10 @@ static void send_ack(struct chan *c)
     uint8_t w[4];
     c->adv_wnd = (uint32_t)(RBUF - c->rlen);
     put32(w, c->adv_wnd);
-    if (line_send(c->ln, c->n, RDT_COM_ACK, c->rcv_next, w, 4))
+    if (line_send(c->ln, c->n, RDT_COM_ACK, c->rcv_next, w, 4)) {
         c->ack_due = false;
+        c->acked_at = rdt_now_ms();
+    }
 }
 
 /* ---- Channels ---- */
@@ -190,6 +200,8 @@ static struct sent *q_push(struct chan *c, uint8_t type)
     s->seq = c->snd_next++;
     s->type = type;
     s->len = 0;
+    s->at = rdt_now_ms();
+    s->again = false;
     return s;
 }
 
@@ -198,6 +210,30 @@ static int64_t rto_ms(const struct line *ln, size_t bytes)
     /* the time the line needs for the queue and the frames in flight, twice, and a margin */
     int64_t ms = (int64_t)(ln->out_len + bytes) * 10 * 1000 / (ln->baud ? ln->baud : 9600);
     return 2 * ms + RTO_MIN_MS;
+}
+
+/* The wait before what is not acknowledged goes again: from the round trips measured (as TCP's
+ * srtt + 4 rttvar), else from the line's rate; doubled for each timeout in a row. */
+static int64_t chan_rto(const struct chan *c)
+{
+    int64_t bound = rto_ms(c->ln, c->inflight);
+    int64_t rto = c->srtt ? c->srtt + 4 * c->rttvar + RTO_FLOOR_MS : bound;
+    rto = rto < bound ? rto : bound;
+    return rto << (c->backoff < 4 ? c->backoff : 4);
+}
+
+static void rtt_sample(struct chan *c, int64_t ms)
+{
+    if (!c->srtt) {
+        c->srtt = ms ? ms : 1;
+        c->rttvar = ms / 2;
+        return;
+    }
+    int64_t d = ms > c->srtt ? ms - c->srtt : c->srtt - ms;
+    c->rttvar = (3 * c->rttvar + d) / 4;
+    c->srtt = (7 * c->srtt + ms) / 8;
+    if (!c->srtt)
+        c->srtt = 1;
 }
 
 static void chan_read(struct chan *c)
@@ -209,7 +245,7 @@ static void chan_read(struct chan *c)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (c->qn == 0)
-            c->rto_at = rdt_now_ms() + rto_ms(c->ln, 0), c->progress = rdt_now_ms();
+            c->rto_at = rdt_now_ms() + chan_rto(c), c->progress = rdt_now_ms();
         if (n <= 0) { /* the local end is done sending (or gone) */
             c->local_eof = true;
             s = q_push(c, RDT_COM_CLOSE);
@@ -220,6 +256,15 @@ static void chan_read(struct chan *c)
         s->len = (uint16_t)n;
         c->inflight += (size_t)n;
         line_send(c->ln, c->n, RDT_COM_DATA, s->seq, s->data, s->len);
+    }
+}
+
+/* The other end's end, passed on once all it sent is delivered. */
+static void pass_end(struct chan *c)
+{
+    if (c->fin_rcvd && !c->rlen && !c->shut_wr) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr = true;
     }
 }
 
@@ -239,10 +284,7 @@ static void chan_write(struct chan *c)
     /* the window opened again: say so before the sender waits for a retransmission */
     if (c->adv_wnd < RBUF / 2 && RBUF - c->rlen >= RBUF / 2)
         c->ack_due = true;
-    if (c->fin_rcvd && !c->rlen && !c->shut_wr) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut_wr = true;
-    }
+    pass_end(c);
 }
 
 /* Done when both ends have said their end, all of it acknowledged and delivered. */
@@ -270,6 +312,7 @@ static void chan_cb(evutil_socket_t fd, short what, void *arg)
 
 static void chan_arm(struct chan *c)
 {
+    pass_end(c); /* a CLOSE may come when nothing is left to write: no write event says so */
     short want = (chan_can_send(c) ? EV_READ : 0) | (c->rlen ? EV_WRITE : 0);
     if (want == c->armed && (want == 0 || event_pending(c->ev, EV_READ | EV_WRITE, NULL)))
         return;
@@ -303,7 +346,11 @@ static int chan_start(struct chan *c, int fd, bool acceptor)
     c->adv_wnd = RBUF;
     c->local_eof = c->fin_rcvd = c->shut_wr = c->ack_due = false;
     c->armed = 0;
-    c->progress = rdt_now_ms();
+    c->progress = c->acked_at = rdt_now_ms();
+    c->dupacks = 0;
+    c->fast_resent = false;
+    c->srtt = c->rttvar = 0;
+    c->backoff = 0;
     return 0;
 }
 
@@ -412,12 +459,17 @@ static void on_data(struct chan *c, const struct rdt_com_frame *f)
     c->rcv_next++;
 }
 
+static void resend(struct chan *c);
+
 static void on_ack(struct chan *c, const struct rdt_com_frame *f)
 {
     if (c->state != C_OPEN || f->len < 4)
         return;
     bool released = false;
+    int64_t now = rdt_now_ms();
     while (c->qn && seq_before(c->q[c->qhead].seq, f->seq)) {
+        if (!c->q[c->qhead].again && !seq_before(c->q[c->qhead].seq, (uint16_t)(f->seq - 1)))
+            rtt_sample(c, now - c->q[c->qhead].at); /* the newest it acknowledges */
         c->inflight -= c->q[c->qhead].len;
         c->qhead = (c->qhead + 1) % QMAX;
         c->qn--;
@@ -425,8 +477,16 @@ static void on_ack(struct chan *c, const struct rdt_com_frame *f)
     }
     c->peer_wnd = get32(f->payload);
     if (released) {
-        c->progress = rdt_now_ms();
-        c->rto_at = c->progress + rto_ms(c->ln, c->inflight);
+        c->progress = now;
+        c->backoff = 0;
+        c->rto_at = now + chan_rto(c);
+        c->dupacks = 0;
+        c->fast_resent = false;
+    } else if (c->qn && f->seq == c->q[c->qhead].seq && ++c->dupacks >= 2 && !c->fast_resent) {
+        /* the receiver has a gap where our oldest frame goes: send from there now rather
+         * than at the timeout (once, until that brings progress) */
+        c->fast_resent = true;
+        resend(c);
     }
 }
 
@@ -513,8 +573,9 @@ static void resend(struct chan *c)
         struct sent *s = &c->q[(c->qhead + i) % QMAX];
         if (!line_send(c->ln, c->n, s->type, s->seq, s->data, s->len))
             break;
+        s->again = true;
     }
-    c->rto_at = rdt_now_ms() + rto_ms(c->ln, c->inflight);
+    c->rto_at = rdt_now_ms() + chan_rto(c);
 }
 
 static void tick_chan(struct chan *c, int64_t now)
@@ -538,8 +599,11 @@ static void tick_chan(struct chan *c, int64_t now)
     } else if (c->state == C_OPEN && c->qn && now - c->progress > GIVE_UP_MS) {
         chan_reset(c); /* the other end no longer answers: the local end sees the end */
     } else if (c->state == C_OPEN && c->qn && now >= c->rto_at) {
+        c->backoff++;
         resend(c);
     }
+    if (c->state == C_OPEN && now - c->acked_at >= 1000)
+        send_ack(c); /* now and then, for a window update or a last ACK that was lost */
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)

@@ -28,6 +28,7 @@ struct rdt_splice {
     rdt_splice_cb cb;
     void *arg;
     bool told_gone, done;
+    uint64_t sent; /* bytes from rfd that the connection took */
 };
 
 static void splice_cb(evutil_socket_t fd, short what, void *arg);
@@ -66,12 +67,13 @@ static int conn_read(struct rdt_conn *c, struct dir *d)
     return rc;
 }
 
-static int conn_write(struct rdt_conn *c, struct dir *d)
+static int conn_write(struct rdt_splice *sp, struct dir *d)
 {
     size_t n = 0;
-    int rc = rdt_conn_write(c, d->buf + d->off, d->len - d->off, &n);
+    int rc = rdt_conn_write(sp->conn, d->buf + d->off, d->len - d->off, &n);
     if (rc == -EAGAIN)
         return 0;
+    sp->sent += n;
     d->off += n;
     if (d->off == d->len)
         d->len = d->off = 0;
@@ -115,7 +117,7 @@ static int step(struct rdt_splice *sp, short conn_what, short wfd_what, short rf
     if (!rc && (rfd_what & EV_READ) && !sp->down.len && !sp->down.eof)
         rc = fd_read(sp->rfd, &sp->down);
     if (!rc && (conn_what & EV_WRITE) && sp->down.len)
-        rc = conn_write(sp->conn, &sp->down);
+        rc = conn_write(sp, &sp->down);
     pass_ends(sp);
     return rc;
 }
@@ -165,6 +167,11 @@ int rdt_splice_open(struct rdt_splice **out, struct event_base *base, struct rdt
     rearm(sp);
     *out = sp;
     return 0;
+}
+
+uint64_t rdt_splice_sent(const struct rdt_splice *sp)
+{
+    return sp->sent;
 }
 
 void rdt_splice_free(struct rdt_splice *sp)

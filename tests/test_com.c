@@ -1,0 +1,241 @@
+/* com end to end through the real programs, on a "cable" of two pseudo-terminal pairs: channels
+ * served and dialed by processes of their own at both ends, data intact both ways, a channel
+ * nobody serves, a line that garbles and drops bytes, the line owner killed, baud rates that do
+ * not match, passwords, and the listing. */
+#include "helpers.h"
+#include "ptyline.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct test_broker br;
+static struct ptyline line;
+static char out[65536], want[1024], cmd[2048];
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    memset(&line, 0, sizeof(line));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+}
+
+static void teardown(void)
+{
+    test_broker_stop(&br, SIGTERM);
+    test_stop_all();
+    usleep(400 * 1000); /* the line owners end once their last user has gone */
+    if (line.a[0])
+        ptyline_stop(&line);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br);
+}
+
+TestSuite(com, .init = setup, .fini = teardown, .timeout = 120);
+
+static void cable(void)
+{
+    cr_assert_eq(ptyline_start(&line), 0, "no pseudo-terminals");
+}
+
+/* rdsrv -t com:port=DEV,baud=B,channel=C[,extra] -stub STUB, output in <dir>/<name>.log. */
+static pid_t serve(const char *dev, int chan, const char *extra, const char *stub, const char *name)
+{
+    char t[256], log[192], text[4096];
+    snprintf(t, sizeof(t), "com:port=%s,baud=115200,channel=%d%s", dev, chan, extra);
+    snprintf(log, sizeof(log), "%s/%s.log", br.dir, name);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", stub, NULL};
+    pid_t pid = test_spawn(argv, log, 0);
+    cr_assert(test_wait_file(log, "Server started", 5000, text, sizeof(text)), "%s", text);
+    return pid;
+}
+
+static const char *client(const char *dev, int chan, const char *extra)
+{
+    static char c[4][256];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(c[i], sizeof(c[i]), "com:port=%s,baud=115200,channel=%d%s", dev, chan, extra);
+    return c[i];
+}
+
+/* A file of `n` random bytes in the broker's directory. */
+static const char *data_file(const char *name, size_t n)
+{
+    static char path[4][192];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(path[i], sizeof(path[i]), "%s/%s", br.dir, name);
+    snprintf(cmd, sizeof(cmd), "head -c %zu /dev/urandom > %s", n, path[i]);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0);
+    return path[i];
+}
+
+Test(com, two_channels_carry_two_sessions_at_once_both_ways)
+{
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3");
+    pid_t s7 = serve(line.a, 7, "", "cat", "s7");
+    const char *one = data_file("one", 1), *big3 = data_file("big3", 1 << 20),
+               *big7 = data_file("big7", 3 << 19);
+    /* each client its own process, both at once; every byte comes back */
+    snprintf(cmd, sizeof(cmd),
+             "(timeout 60 rdq -premote '%s' < %s | cmp - %s && echo ok3) & "
+             "(timeout 60 rdq -premote '%s' < %s | cmp - %s && echo ok7) & wait",
+             client(line.b, 3, ""), big3, big3, client(line.b, 7, ""), big7, big7);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect(strstr(out, "ok3") && strstr(out, "ok7"), "%s", out);
+    snprintf(cmd, sizeof(cmd), "timeout 20 rdq -premote '%s' < %s | cmp - %s && echo ok1",
+             client(line.b, 7, ""), one, one);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "ok1\n");
+    test_stop(s3, SIGTERM);
+    test_stop(s7, SIGTERM);
+}
+
+Test(com, a_channel_nobody_serves_is_refused_clearly)
+{
+    cable();
+    pid_t s = serve(line.a, 3, "", "cat", "s3");
+    snprintf(cmd, sizeof(cmd), "echo x | timeout 20 rdq -premote '%s'", client(line.b, 9, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    snprintf(want, sizeof(want), "rdq: com: nobody serves channel 9 of %s\n", line.a);
+    cr_expect_str_eq(out, want);
+    /* and the served one still answers */
+    snprintf(cmd, sizeof(cmd), "echo still | timeout 20 rdq -premote '%s'", client(line.b, 3, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "still\n");
+    test_stop(s, SIGTERM);
+}
+
+Test(com, a_line_that_garbles_and_drops_bytes_loses_no_data)
+{
+    line.garble_every = 20000;
+    line.drop_every = 30011;
+    line.drop_len = 3;
+    line.damage_after = 4096;
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3");
+    pid_t s7 = serve(line.a, 7, "", "cat", "s7");
+    const char *f3 = data_file("f3", 300000), *f7 = data_file("f7", 200000);
+    /* the damage is on the way from the servers' end: the echoes cross it */
+    snprintf(cmd, sizeof(cmd),
+             "(timeout 90 rdq -premote '%s' < %s | cmp - %s && echo ok3) & "
+             "(timeout 90 rdq -premote '%s' < %s | cmp - %s && echo ok7) & wait",
+             client(line.b, 3, ""), f3, f3, client(line.b, 7, ""), f7, f7);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect(strstr(out, "ok3") && strstr(out, "ok7"), "%s", out);
+    cr_expect_gt(line.garbled, 5, "the line garbled only %zu bytes", line.garbled);
+    cr_expect_gt(line.dropped, 5, "the line dropped only %zu bytes", line.dropped);
+    test_stop(s3, SIGTERM);
+    test_stop(s7, SIGTERM);
+}
+
+/* The pid of the line owner of `dev`: the process that holds its lock file. */
+static pid_t owner_of(const char *dev)
+{
+    char lock[256], name[96];
+    snprintf(name, sizeof(name), "com-%s.lock", dev);
+    for (char *p = name; *p; p++)
+        if (*p == '/')
+            *p = '_';
+    snprintf(lock, sizeof(lock), "%s/pipe/%s", br.dir, name);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+    while (d && !found && (e = readdir(d))) {
+        char fds[288], link[512], target[512];
+        snprintf(fds, sizeof(fds), "/proc/%s/fd", e->d_name);
+        DIR *f = atoi(e->d_name) > 0 ? opendir(fds) : NULL;
+        struct dirent *fe;
+        while (f && !found && (fe = readdir(f))) {
+            snprintf(link, sizeof(link), "%s/%s", fds, fe->d_name);
+            ssize_t n = readlink(link, target, sizeof(target) - 1);
+            if (n > 0 && (target[n] = '\0', strcmp(target, lock) == 0))
+                found = (pid_t)atoi(e->d_name);
+        }
+        if (f)
+            closedir(f);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+Test(com, the_line_owner_killed_fails_clearly_and_a_new_one_serves)
+{
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3");
+    pid_t s7 = serve(line.a, 7, "", "sh -c 'cat; sleep 30'", "s7");
+    /* a session on channel 7 that stays open */
+    snprintf(cmd, sizeof(cmd),
+             "(echo first; sleep 30) | { timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; "
+             "echo $? > %s/c7.rc; }",
+             client(line.b, 7, ""), br.dir, br.dir);
+    char bg[2304];
+    snprintf(bg, sizeof(bg), "(%s) >/dev/null 2>&1 &", cmd);
+    cr_assert_eq(test_run(bg, out, sizeof(out), true), 0);
+    char path[192];
+    snprintf(path, sizeof(path), "%s/c7.out", br.dir);
+    cr_assert(test_wait_file(path, "first", 10000, out, sizeof(out)), "%s", out);
+    pid_t owner = owner_of(line.b);
+    cr_assert_gt(owner, 0, "no owner holds the line %s", line.b);
+    kill(owner, SIGKILL);
+    /* the client of channel 7 ends at once, not after its 30 s */
+    snprintf(path, sizeof(path), "%s/c7.rc", br.dir);
+    cr_expect(test_wait_file(path, "\n", 5000, out, sizeof(out)), "the client hangs");
+    /* a new client starts a new owner, and channel 3 serves it */
+    snprintf(cmd, sizeof(cmd), "echo again | timeout 20 rdq -premote '%s'", client(line.b, 3, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "again\n");
+    test_stop(s3, SIGTERM);
+    test_stop(s7, SIGTERM);
+}
+
+Test(com, baud_rates_that_differ_are_named)
+{
+    cable();
+    pid_t s = serve(line.a, 3, "", "cat", "s3");
+    snprintf(cmd, sizeof(cmd), "echo x | timeout 20 rdq -premote com:port=%s,baud=9600,channel=3",
+             line.b);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect_str_eq(out, "rdq: com: the two ends of the line use different baud rates (9600 and "
+                          "115200)\n");
+    test_stop(s, SIGTERM);
+}
+
+Test(com, no_other_end_is_a_timeout_that_says_what_the_line_saw)
+{
+    cable();
+    snprintf(cmd, sizeof(cmd), "echo x | rdq -premote '%s' -timeout 1000", client(line.b, 3, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    snprintf(want, sizeof(want),
+             "rdq: com: no answer on %s within the time allowed (0 valid frames", line.b);
+    cr_expect(strstr(out, want), "%s", out);
+}
+
+Test(com, passwords_and_the_listing)
+{
+    cable();
+    pid_t s = serve(line.a, 3, ",password=Secret12", "cat", "s3");
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want),
+             "Servers on localhost:\nRemote Process Server - "
+             "com:Port=%s,Baud=115200,Channel=3,Password=*\n",
+             line.a);
+    cr_expect_str_eq(out, want);
+    snprintf(cmd, sizeof(cmd), "echo secret-ok | timeout 20 rdq -premote '%s'",
+             client(line.b, 3, ",password=Secret12"));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "secret-ok\n");
+    snprintf(cmd, sizeof(cmd), "echo x | timeout 20 rdq -premote '%s'",
+             client(line.b, 3, ",password=Wrong1"));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "Error 0x80004005"), "%s", out);
+    cr_expect_null(strstr(out, "Wrong1"), "%s", out);
+    test_stop(s, SIGTERM);
+}
