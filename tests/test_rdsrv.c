@@ -1,6 +1,7 @@
 /* rdsrv, the process server, end to end through the real programs: gdb through rdq -premote,
  * passwords, npipe servers, -c/-cs, the option rules, and what is never listed. */
 #include "helpers.h"
+#include "ptyline.h"
 #include "tls_certs.h"
 
 #include <criterion/criterion.h>
@@ -231,6 +232,22 @@ Test(rdsrv, gdb_through_ssl_with_and_without_a_password)
              "ssl:proto=tls1,certuser=rdq-srv,server=127.0.0.1,port=%u,password=Secret12", p + 1);
     expect_debugged(run_gdb(client, out, sizeof(out)), out);
     tc_remove();
+}
+
+Test(rdsrv, gdb_through_com_on_a_pseudo_terminal_cable)
+{
+    struct ptyline line = {0};
+    cr_assert_eq(ptyline_start(&line), 0, "no pseudo-terminals");
+    char t[128], client[128];
+    snprintf(t, sizeof(t), "com:port=%s,baud=115200,channel=3", line.a);
+    const char *argv[] = {"rdsrv", "-t", t, NULL};
+    pid_t s = spawn(argv, NULL);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, sizeof(client), "com:port=%s,baud=115200,channel=3", line.b);
+    expect_debugged(run_gdb(client, out, sizeof(out)), out);
+    stop(s);            /* before the cable goes: a server left would look for its line again */
+    usleep(400 * 1000); /* the line owners end with their last user */
+    ptyline_stop(&line);
 }
 
 /* ---- Clients with a cat stub ---- */
