@@ -30,6 +30,8 @@ static const struct subcommand subcommands[] = {
     {"rows", "--unix PATH [--rows N]   (keeps N rows registered until killed)", bench_rows},
     {"register", "--unix PATH [--samples N]", bench_register},
     {"kill", "--unix PATH --rdsrv PATH --ports LO:HI [--samples N]", bench_kill},
+    {"com", "--rdsrv PATH --rdq PATH --baud B [--bytes N]   (a com channel on a paced pty pair)",
+     bench_com},
     {"startup",
      "[--reps N] [--samples N] [--max-ms MS] -- COMMAND...   (against /bin/true; with --max-ms "
      "the goal is a median under MS)",
@@ -175,6 +177,12 @@ static int set_opt(struct bench_opts *o, const char *flag, const char *v)
         o->ports = v;
     else if (strcmp(flag, "--rdsrv") == 0)
         o->rdsrv = v;
+    else if (strcmp(flag, "--rdq") == 0)
+        o->rdq = v;
+    else if (strcmp(flag, "--baud") == 0 && (rc = set_number(flag, v, 300, 4e6, &d)) == 0)
+        o->baud = (unsigned)d;
+    else if (strcmp(flag, "--bytes") == 0 && (rc = set_number(flag, v, 1, 1 << 30, &d)) == 0)
+        o->bytes = (size_t)d;
     else if (strcmp(flag, "--clients") == 0 && (rc = set_number(flag, v, 1, 4096, &d)) == 0)
         o->clients = (int)d;
     else if (strcmp(flag, "--seconds") == 0 && (rc = set_number(flag, v, 0.1, 600, &d)) == 0)

@@ -21,6 +21,9 @@ struct bench_opts {
     const char *rdsrv; /* --rdsrv PATH */
     pid_t broker_pid;  /* --broker-pid PID: for its CPU time */
     double max_ms;     /* --max-ms MS: startup's goal is a median under MS, not a ratio */
+    const char *rdq;   /* --rdq PATH */
+    unsigned baud;     /* --baud B */
+    size_t bytes;      /* --bytes N */
     char **cmd;        /* after --: a command line */
 };
 
@@ -53,5 +56,6 @@ int bench_rows(const struct bench_opts *o);
 int bench_register(const struct bench_opts *o);
 int bench_kill(const struct bench_opts *o);
 int bench_startup(const struct bench_opts *o);
+int bench_com(const struct bench_opts *o);
 
 #endif
