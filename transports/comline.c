@@ -107,6 +107,7 @@ struct chan {
     /* receiving */
     uint16_t rcv_next;
     uint8_t *rbuf;
+    struct sent *early; /* frames that came before one still missing (by seq % QMAX) */
     size_t rlen;
     bool fin_rcvd, shut_wr, ack_due;
     uint32_t adv_wnd;     /* the window last advertised */
@@ -115,6 +116,8 @@ struct chan {
     int64_t srtt, rttvar; /* the round trip, measured (ms; srtt 0: not yet) */
     unsigned backoff;     /* timeouts in a row: each doubles the next wait */
     bool fast_resent;     /* a gap was resent on duplicate ACKs: not again until progress */
+    bool recovering;      /* frames were resent: each ACK that advances resends the next gap */
+    uint16_t recover_seq; /* ... until one acknowledges this */
 };
 
 struct line {
@@ -136,6 +139,7 @@ struct line {
 
 static void chan_arm(struct chan *c);
 static void chan_reset(struct chan *c);
+static void take_early(struct chan *c);
 
 /* ---- The line ---- */
 
@@ -213,12 +217,17 @@ static int64_t rto_ms(const struct line *ln, size_t bytes)
 }
 
 /* The wait before what is not acknowledged goes again: from the round trips measured (as TCP's
- * srtt + 4 rttvar), else from the line's rate; doubled for each timeout in a row. */
+ * srtt + 4 rttvar), else from the line's rate; never less than the line needs to carry what is
+ * queued and in flight (an early round trip of a small frame says nothing of a full window at
+ * 115200 baud); doubled for each timeout in a row. */
 static int64_t chan_rto(const struct chan *c)
 {
-    int64_t bound = rto_ms(c->ln, c->inflight);
-    int64_t rto = c->srtt ? c->srtt + 4 * c->rttvar + RTO_FLOOR_MS : bound;
-    rto = rto < bound ? rto : bound;
+    const struct line *ln = c->ln;
+    int64_t carry = (int64_t)(ln->out_len + c->inflight + RDT_COM_FRAME_MAX) * 10 * 1000 /
+                        (ln->baud ? ln->baud : 9600) +
+                    RTO_FLOOR_MS;
+    int64_t rto = c->srtt ? c->srtt + 4 * c->rttvar + RTO_FLOOR_MS : rto_ms(ln, c->inflight);
+    rto = rto > carry ? rto : carry;
     return rto << (c->backoff < 4 ? c->backoff : 4);
 }
 
@@ -281,6 +290,7 @@ static void chan_write(struct chan *c)
         memmove(c->rbuf, c->rbuf + n, c->rlen - (size_t)n);
         c->rlen -= (size_t)n;
     }
+    take_early(c); /* room again for what came early */
     /* the window opened again: say so before the sender waits for a retransmission */
     if (c->adv_wnd < RBUF / 2 && RBUF - c->rlen >= RBUF / 2)
         c->ack_due = true;
@@ -328,10 +338,13 @@ static int chan_start(struct chan *c, int fd, bool acceptor)
 {
     c->q = calloc(QMAX, sizeof(*c->q));
     c->rbuf = malloc(RBUF);
+    c->early = calloc(QMAX, sizeof(*c->early));
     c->ev = event_new(c->ln->base, -1, 0, chan_cb, c);
-    if (!c->q || !c->rbuf || !c->ev) {
+    if (!c->q || !c->rbuf || !c->early || !c->ev) {
         free(c->q);
         free(c->rbuf);
+        free(c->early);
+        c->early = NULL;
         if (c->ev)
             event_free(c->ev);
         c->q = NULL, c->rbuf = NULL, c->ev = NULL;
@@ -351,6 +364,7 @@ static int chan_start(struct chan *c, int fd, bool acceptor)
     c->fast_resent = false;
     c->srtt = c->rttvar = 0;
     c->backoff = 0;
+    c->recovering = false;
     return 0;
 }
 
@@ -362,7 +376,8 @@ static void chan_reset(struct chan *c)
         close(c->fd);
     free(c->q);
     free(c->rbuf);
-    c->ev = NULL, c->q = NULL, c->rbuf = NULL;
+    free(c->early);
+    c->ev = NULL, c->q = NULL, c->rbuf = NULL, c->early = NULL;
     c->fd = -1;
     c->state = C_IDLE;
     c->ln->idle_since = rdt_now_ms();
@@ -442,21 +457,50 @@ static void on_open(struct chan *c, const struct rdt_com_frame *f)
     chan_arm(c);
 }
 
+/* Takes the frame that is next in order; false when it does not fit (it comes again). */
+static bool take(struct chan *c, uint8_t type, const uint8_t *p, uint16_t len)
+{
+    if (type == RDT_COM_CLOSE) {
+        c->fin_rcvd = true;
+        c->rcv_next++;
+        return true;
+    }
+    if (len > RBUF - c->rlen)
+        return false; /* past the window we offered */
+    memcpy(c->rbuf + c->rlen, p, len);
+    c->rlen += len;
+    c->rcv_next++;
+    return true;
+}
+
+/* Takes the frames that came early and are next in order now. */
+static void take_early(struct chan *c)
+{
+    for (;;) {
+        struct sent *s = &c->early[c->rcv_next % QMAX];
+        if (c->fin_rcvd || !s->type || s->seq != c->rcv_next || !take(c, s->type, s->data, s->len))
+            return;
+        s->type = 0;
+    }
+}
+
+/* In order, a frame is taken with those that came before it; ahead of a gap, it is kept, so
+ * that only what was lost has to come again. */
 static void on_data(struct chan *c, const struct rdt_com_frame *f)
 {
     c->ack_due = true; /* in order or not: the sender learns where we are */
-    if (c->state != C_OPEN || f->seq != c->rcv_next || c->fin_rcvd)
+    if (c->state != C_OPEN || c->fin_rcvd)
         return;
-    if (f->type == RDT_COM_CLOSE) {
-        c->fin_rcvd = true;
-        c->rcv_next++;
-        return;
+    uint16_t ahead = (uint16_t)(f->seq - c->rcv_next);
+    if (ahead == 0 && take(c, f->type, f->payload, f->len)) {
+        take_early(c);
+    } else if (ahead > 0 && ahead < QMAX) {
+        struct sent *s = &c->early[f->seq % QMAX];
+        s->seq = f->seq;
+        s->type = f->type;
+        s->len = f->len;
+        memcpy(s->data, f->payload, f->len);
     }
-    if (f->len > RBUF - c->rlen)
-        return; /* past the window we offered: it comes again */
-    memcpy(c->rbuf + c->rlen, f->payload, f->len);
-    c->rlen += f->len;
-    c->rcv_next++;
 }
 
 static void resend(struct chan *c);
@@ -482,6 +526,10 @@ static void on_ack(struct chan *c, const struct rdt_com_frame *f)
         c->rto_at = now + chan_rto(c);
         c->dupacks = 0;
         c->fast_resent = false;
+        if (c->recovering && !seq_before(f->seq, c->recover_seq))
+            c->recovering = false;
+        else if (c->recovering) /* a partial ACK: the next gap (losses come in bursts) */
+            resend(c);
     } else if (c->qn && f->seq == c->q[c->qhead].seq && ++c->dupacks >= 2 && !c->fast_resent) {
         /* the receiver has a gap where our oldest frame goes: send from there now rather
          * than at the timeout (once, until that brings progress) */
@@ -567,14 +615,16 @@ static void line_write_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Timers: retransmissions, timeouts, the end ---- */
 
+/* Sends the oldest frame not acknowledged again: the receiver keeps what came after a gap, so
+ * the gap is all that has to come again. */
 static void resend(struct chan *c)
 {
-    for (unsigned i = 0; i < c->qn; i++) {
-        struct sent *s = &c->q[(c->qhead + i) % QMAX];
-        if (!line_send(c->ln, c->n, s->type, s->seq, s->data, s->len))
-            break;
+    struct sent *s = &c->q[c->qhead];
+    if (c->qn && line_send(c->ln, c->n, s->type, s->seq, s->data, s->len))
         s->again = true;
-    }
+    if (!c->recovering)
+        c->recover_seq = c->snd_next; /* recovery lasts until all sent by now is acknowledged */
+    c->recovering = c->qn > 0;
     c->rto_at = rdt_now_ms() + chan_rto(c);
 }
 
