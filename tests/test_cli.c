@@ -132,3 +132,20 @@ Test(check, usage)
     cr_expect_eq(test_run("rdq -check", out, sizeof(out), true), 2);
     cr_expect_eq(test_run("rdq -check a b", out, sizeof(out), true), 2);
 }
+
+Test(ports, lists_what_libserialport_finds)
+{
+    /* every line a port: name, kind, description, tab-separated; none at all is said so */
+    int rc = test_run("rdq -ports", out, sizeof(out), false);
+    cr_expect_eq(rc, 0, "%s", out);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[128], kind[32];
+        cr_expect_eq(sscanf(line, "%127[^\t]\t%31[^\t]\t", name, kind), 2, "%s", line);
+        cr_expect_eq(strncmp(name, "/dev/", 5), 0, "%s", line);
+        cr_expect(strcmp(kind, "native") == 0 || strcmp(kind, "usb") == 0 ||
+                      strcmp(kind, "bluetooth") == 0,
+                  "%s", line);
+    }
+    cr_expect_eq(test_run("rdq -ports extra", out, sizeof(out), true), 2, "%s", out);
+    cr_expect_str_eq(out, "rdq: -ports takes no arguments\n");
+}
