@@ -239,3 +239,34 @@ Test(com, passwords_and_the_listing)
     cr_expect_null(strstr(out, "Wrong1"), "%s", out);
     test_stop(s, SIGTERM);
 }
+
+Test(com, the_libserialport_path_on_a_pseudo_terminal)
+{
+    /* libserialport opens and sets up both ends (a shim teaches it ptys, and says when it was
+     * asked), and a session crosses */
+    const char *shim = getenv("RDQ_SP_SHIM");
+    cr_assert_not_null(shim, "RDQ_SP_SHIM names the test shim");
+    char log[192], env[512];
+    snprintf(log, sizeof(log), "%s/shim.log", br.dir);
+    snprintf(env, sizeof(env), "%s:%s", shim, getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
+    setenv("LD_PRELOAD", env, 1);
+    setenv("RDQ_COM_LIBSERIALPORT", "1", 1);
+    setenv("RDQ_SP_SHIM_LOG", log, 1);
+    setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1:abort_on_error=1", 1);
+    cable();
+    pid_t s = serve(line.a, 3, "", "cat", "s3");
+    snprintf(cmd, sizeof(cmd), "echo through-libserialport | timeout 20 rdq -premote '%s'",
+             client(line.b, 3, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "through-libserialport\n");
+    unsetenv("LD_PRELOAD");
+    char text[8192], want_a[96], want_b[96];
+    cr_assert(test_wait_file(log, "TIOCMGET", 2000, text, sizeof(text)), "%s", text);
+    snprintf(want_a, sizeof(want_a), "readlink /sys/class/tty/%s\n", line.a + 5);
+    snprintf(want_b, sizeof(want_b), "readlink /sys/class/tty/%s\n", line.b + 5);
+    cr_expect(strstr(text, want_a) && strstr(text, want_b),
+              "libserialport did not look up both "
+              "ends: %s",
+              text);
+    test_stop(s, SIGTERM);
+}
