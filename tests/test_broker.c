@@ -650,32 +650,41 @@ Test(broker, idle_connections_of_one_address_turn_no_other_away)
     test_stop(s, SIGTERM);
 }
 
-Test(broker, idle_connections_of_one_user_turn_no_other_away)
+/* Forks a process of user nobody that holds `n` idle connections to the unix socket `path`
+ * until killed; its answer: 'y' all made (and, with `busy`, the last told that), 'n' not all
+ * made, 'b' the last not told it is busy. */
+static pid_t hold_as_nobody(const char *path, int n, const char *busy, char *ok)
 {
-    if (geteuid() != 0)
-        cr_skip_test("needs root, to hold the connections as another user");
     int ready[2];
     cr_assert_eq(pipe(ready), 0);
     pid_t holder = fork();
     if (holder == 0) {
-        /* an unprivileged user (nobody) holds idle connections on the registration socket */
         static int fds[IDLE_CONNS];
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", br.sock);
-        char ok = 'n';
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        char said = 'n';
         if (setgroups(0, NULL) == 0 && setgid(65534) == 0 && setuid(65534) == 0 &&
-            hold_idle((struct sockaddr *)&sa, sizeof(sa), NULL, 0, fds, IDLE_CONNS) == IDLE_CONNS)
-            ok = told_busy(fds[IDLE_CONNS - 1], "busy: too many connections from your user") ? 'y'
-                                                                                             : 'b';
-        if (write(ready[1], &ok, 1) != 1)
+            hold_idle((struct sockaddr *)&sa, sizeof(sa), NULL, 0, fds, n) == n)
+            said = !busy || told_busy(fds[n - 1], busy) ? 'y' : 'b';
+        if (write(ready[1], &said, 1) != 1)
             _exit(1);
         pause();
         _exit(0);
     }
     close(ready[1]);
-    char ok = 0;
-    cr_assert_eq(read(ready[0], &ok, 1), 1);
+    cr_assert_eq(read(ready[0], ok, 1), 1);
     close(ready[0]);
+    return holder;
+}
+
+Test(broker, idle_connections_of_one_user_turn_no_other_away)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to hold the connections as another user");
+    /* an unprivileged user (nobody) holds idle connections on the registration socket */
+    char ok = 0;
+    pid_t holder =
+        hold_as_nobody(br.sock, IDLE_CONNS, "busy: too many connections from your user", &ok);
     cr_expect_eq(ok, 'y', "the holder: %c (n: could not connect, b: not told it is busy)", ok);
     /* root's server registers, and root and another user are both answered */
     unsigned p = test_free_ports(1);
@@ -712,26 +721,9 @@ Test(broker, a_pipe_server_counts_no_user_as_one_peer)
     pid_t s = rdsrv("npipe:pipe=shared", 0);
     char log[4096];
     cr_assert(wait_registered(1, log, sizeof(log)), "%s", log);
-    int ready[2];
-    cr_assert_eq(pipe(ready), 0);
-    pid_t holder = fork();
-    if (holder == 0) {
-        static int fds[100];
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/pipe/shared", br.dir);
-        char ok = setgid(65534) == 0 && setuid(65534) == 0 &&
-                          hold_idle((struct sockaddr *)&sa, sizeof(sa), NULL, 0, fds, 100) == 100
-                      ? 'y'
-                      : 'n';
-        if (write(ready[1], &ok, 1) != 1)
-            _exit(1);
-        pause();
-        _exit(0);
-    }
-    close(ready[1]);
-    char ok = 0;
-    cr_assert_eq(read(ready[0], &ok, 1), 1);
-    close(ready[0]);
+    char path[160], ok = 0;
+    snprintf(path, sizeof(path), "%s/pipe/shared", br.dir);
+    pid_t holder = hold_as_nobody(path, 100, NULL, &ok);
     cr_expect_eq(ok, 'y');
     cr_expect_eq(test_run("echo as-nobody | setpriv --reuid=65534 --regid=65534 --clear-groups "
                           "rdq -premote npipe:server=localhost,pipe=shared -timeout 3000",

@@ -383,11 +383,11 @@ static void chan_reset(struct chan *c)
     c->ln->idle_since = rdt_now_ms();
 }
 
-/* A dialer's answer, on its socket, before the connection's bytes. */
-static void dialer_answer(struct chan *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A line of the owner's to a user (OK, or ERR and why), on its socket; a user that is gone
+ * learns nothing, and its end comes next. */
+static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void dialer_answer(struct chan *c, const char *fmt, ...)
+static void say(int fd, const char *fmt, ...)
 {
     char msg[RDT_ERR_MAX];
     va_list ap;
@@ -396,7 +396,7 @@ static void dialer_answer(struct chan *c, const char *fmt, ...)
     va_end(ap);
     n = n < 0 ? 0 : n > (int)sizeof(msg) - 2 ? (int)sizeof(msg) - 2 : n;
     msg[n] = '\n';
-    if (write(c->fd, msg, (size_t)n + 1) < 0) { /* the dialer is gone: nothing to tell */
+    if (send(fd, msg, (size_t)n + 1, MSG_NOSIGNAL) < 0) {
     }
 }
 
@@ -407,8 +407,9 @@ static void on_open(struct chan *c, const struct rdt_com_frame *f)
     struct line *ln = c->ln;
     char why[200];
     uint32_t baud = f->len >= 4 ? get32(f->payload) : 0;
-    if (c->state == C_OPEN && c->acceptor && c->rcv_next == 0) {
-        line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0); /* our OPENED was lost */
+    if (c->state == C_OPEN && c->acceptor) { /* the OPEN again: our OPENED was lost, or late */
+        if (c->rcv_next == 0)
+            line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0);
         return;
     }
     if (baud != ln->baud)
@@ -549,14 +550,14 @@ static void on_frame(const struct rdt_com_frame *f, void *arg)
     case RDT_COM_OPENED:
         if (c->state == C_OPENING) {
             c->state = C_OPEN;
-            dialer_answer(c, "OK");
+            say(c->fd, "OK");
         }
         break;
     case RDT_COM_REFUSED:
-        if (c->state == C_OPENING)
-            dialer_answer(c, "ERR %.*s", (int)f->len, (const char *)f->payload);
-        if (c->state != C_IDLE)
+        if (c->state == C_OPENING) { /* a refusal for an open connection is a late one: kept */
+            say(c->fd, "ERR %.*s", (int)f->len, (const char *)f->payload);
             chan_reset(c);
+        }
         break;
     case RDT_COM_DATA:
     case RDT_COM_CLOSE:
@@ -633,13 +634,13 @@ static void tick_chan(struct chan *c, int64_t now)
     struct line *ln = c->ln;
     if (c->state == C_OPENING && now >= c->deadline) {
         const struct rdt_com_counts *k = &ln->dec.counts;
-        dialer_answer(c,
-                      "ERR com: no answer on %s within the time allowed (%llu valid frames, %llu "
-                      "bad, %llu bytes outside frames, at %u baud: are both ends at that rate, "
-                      "and is the other end's rdq running?)",
-                      ln->dev, (unsigned long long)k->frames,
-                      (unsigned long long)(k->bad_header + k->bad_length + k->bad_payload),
-                      (unsigned long long)k->skipped, ln->baud);
+        say(c->fd,
+            "ERR com: no answer on %s within the time allowed (%llu valid frames, %llu "
+            "bad, %llu bytes outside frames, at %u baud: are both ends at that rate, "
+            "and is the other end's rdq running?)",
+            ln->dev, (unsigned long long)k->frames,
+            (unsigned long long)(k->bad_header + k->bad_length + k->bad_payload),
+            (unsigned long long)k->skipped, ln->baud);
         chan_reset(c);
     } else if (c->state == C_OPENING && now >= c->rto_at) {
         uint8_t b[4];
@@ -692,21 +693,6 @@ static void user_free(struct user *u)
     free(u);
 }
 
-static void user_say(struct user *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void user_say(struct user *u, const char *fmt, ...)
-{
-    char msg[RDT_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg) - 1, fmt, ap);
-    va_end(ap);
-    n = n < 0 ? 0 : n > (int)sizeof(msg) - 2 ? (int)sizeof(msg) - 2 : n;
-    msg[n] = '\n';
-    if (send(u->fd, msg, (size_t)n + 1, MSG_NOSIGNAL) < 0) { /* gone: its EOF comes next */
-    }
-}
-
 /* Takes a user's request: SERVE keeps it; DIAL hands its socket to the channel. */
 static void user_request(struct user *u)
 {
@@ -717,19 +703,19 @@ static void user_request(struct user *u)
     bool serve = n >= 3 && strcmp(verb, "SERVE") == 0, dial = n == 4 && !strcmp(verb, "DIAL");
     struct chan *c = chan < RDT_COM_CHANNELS ? &ln->ch[chan] : NULL;
     if ((!serve && !dial) || !c) {
-        user_say(u, "ERR com: the line owner does not understand this request");
+        say(u->fd, "ERR com: the line owner does not understand this request");
     } else if (baud != ln->baud) {
-        user_say(u, "ERR com: %s is open at %u baud, not %u", ln->dev, ln->baud, baud);
+        say(u->fd, "ERR com: %s is open at %u baud, not %u", ln->dev, ln->baud, baud);
     } else if (serve && c->server) {
-        user_say(u, "ERR com: channel %u of %s is served already, by another process", chan,
-                 ln->dev);
+        say(u->fd, "ERR com: channel %u of %s is served already, by another process", chan,
+            ln->dev);
     } else if (serve) {
         c->server = u;
         u->serving = (int)chan;
-        user_say(u, "OK");
+        say(u->fd, "OK");
         return;
     } else if (c->state != C_IDLE) {
-        user_say(u, "ERR com: channel %u of %s is busy on this end", chan, ln->dev);
+        say(u->fd, "ERR com: channel %u of %s is busy on this end", chan, ln->dev);
     } else if (chan_start(c, u->fd, false) == 0) {
         u->fd = -1; /* the channel's now */
         c->state = C_OPENING;
@@ -844,7 +830,7 @@ static void owner_main(const char *dev, uint32_t baud, const char *path, int rea
     unlink(path); /* before the lock goes with this process: no one finds a dead socket */
     for (int i = 0; i < RDT_COM_CHANNELS; i++)
         if (ln.ch[i].state == C_OPENING)
-            dialer_answer(&ln.ch[i], "ERR com: %s failed", dev);
+            say(ln.ch[i].fd, "ERR com: %s failed", dev);
     _exit(ln.dead ? 1 : 0);
 }
 
