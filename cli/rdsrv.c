@@ -183,9 +183,10 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
-    if (!c->gone && !c->term_sent && rdt_splice_sent(c->sp) != c->sent) {
-        /* the client ended its input but still reads the stub's answer as it comes: a slow
-         * line is not a client that left */
+    if (!c->gone && !c->term_sent &&
+        (rdt_splice_sent(c->sp) != c->sent || rdt_splice_holding(c->sp))) {
+        /* the client ended its input but still reads the stub's answer as it comes, or the
+         * answer waits for a slow line: not a client that left */
         c->sent = rdt_splice_sent(c->sp);
         evtimer_add(c->timer, &tv);
         return;

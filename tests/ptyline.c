@@ -31,6 +31,8 @@ static void pass(struct ptyline *l, int from, int to, bool damage, size_t *seen)
     unsigned char buf[4096], out[4096];
     ssize_t n = read(from, buf, sizeof(buf));
     size_t k = 0;
+    if (l->cut)
+        return; /* read and lost */
     for (ssize_t i = 0; i < n; i++, (*seen)++) {
         bool hurt = damage && *seen >= l->damage_after;
         size_t at = *seen - l->damage_after;

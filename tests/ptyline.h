@@ -17,6 +17,7 @@ struct ptyline {
      * every `drop_every` bytes (0: none), after the first `damage_after` bytes */
     size_t garble_every, drop_every, drop_len, damage_after;
     size_t garbled, dropped; /* what it did */
+    volatile int cut;        /* while set, nothing crosses either way (the cable is pulled) */
 };
 
 /* Makes the cable and starts its thread; 0 or -errno. */

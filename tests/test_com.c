@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct test_broker br;
@@ -269,4 +270,62 @@ Test(com, the_libserialport_path_on_a_pseudo_terminal)
               "ends: %s",
               text);
     test_stop(s, SIGTERM);
+}
+
+Test(com, a_user_dials_the_same_pty_again_after_its_owner_ended)
+{
+    /* as another user than root, for whom TIOCEXCL would hold: a line owner that ended leaves
+     * the pty open to the next one */
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to run the ends as another user");
+    cable();
+    cr_assert_eq(fchown(line.sa, 65534, 65534), 0);
+    cr_assert_eq(fchown(line.sb, 65534, 65534), 0);
+    char pipes[192];
+    snprintf(pipes, sizeof(pipes), "%s/nobody-pipes", br.dir);
+    cr_assert_eq(mkdir(pipes, 0700), 0);
+    cr_assert_eq(chown(pipes, 65534, 65534), 0);
+    setenv("RDQ_PIPE_DIR", pipes, 1);
+    char t[160], log[192], text[4096];
+    snprintf(t, sizeof(t), "com:port=%s,baud=115200,channel=3", line.a);
+    snprintf(log, sizeof(log), "%s/nobody.log", br.dir);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = test_spawn(argv, log, 65534);
+    cr_assert(test_wait_file(log, "Server started", 5000, text, sizeof(text)), "%s", text);
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "echo again-%d | setpriv --reuid=65534 --regid=65534 --clear-groups timeout 20 "
+                 "rdq -premote '%s'",
+                 i, client(line.b, 3, ""));
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "dial %d: %s", i, out);
+        snprintf(want, sizeof(want), "again-%d\n", i);
+        cr_expect_str_eq(out, want);
+        usleep(600 * 1000); /* the client's line owner ends with it */
+    }
+    test_stop(s, SIGTERM);
+}
+
+Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
+{
+    /* the cable pulled during a session, its client killed: the server's end has nothing to
+     * send, and still learns in time (10 s of silence) that the other end has gone */
+    cable();
+    pid_t s7 = serve(line.a, 7, "", "cat", "s7");
+    snprintf(cmd, sizeof(cmd),
+             "(echo first; sleep 60) | { timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; }",
+             client(line.b, 7, ""), br.dir);
+    char bg[2304], path[192];
+    snprintf(bg, sizeof(bg), "(%s) >/dev/null 2>&1 &", cmd);
+    cr_assert_eq(test_run(bg, out, sizeof(out), true), 0);
+    snprintf(path, sizeof(path), "%s/c7.out", br.dir);
+    cr_assert(test_wait_file(path, "first", 10000, out, sizeof(out)), "%s", out);
+    line.cut = 1;
+    snprintf(cmd, sizeof(cmd), "pkill -KILL -f 'rdq -premote com:port=%s,'", line.b);
+    test_run(cmd, out, sizeof(out), true); /* this cable's client only */
+    sleep(12);
+    line.cut = 0;
+    snprintf(cmd, sizeof(cmd), "echo after | timeout 20 rdq -premote '%s'", client(line.b, 7, ""));
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "after\n");
+    test_stop(s7, SIGTERM);
 }

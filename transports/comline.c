@@ -112,6 +112,7 @@ struct chan {
     bool fin_rcvd, shut_wr, ack_due;
     uint32_t adv_wnd;     /* the window last advertised */
     int64_t acked_at;     /* when the last ACK went */
+    int64_t heard_at;     /* when the last frame of this channel came */
     unsigned dupacks;     /* ACKs that released nothing since the last that did */
     int64_t srtt, rttvar; /* the round trip, measured (ms; srtt 0: not yet) */
     unsigned backoff;     /* timeouts in a row: each doubles the next wait */
@@ -359,7 +360,7 @@ static int chan_start(struct chan *c, int fd, bool acceptor)
     c->adv_wnd = RBUF;
     c->local_eof = c->fin_rcvd = c->shut_wr = c->ack_due = false;
     c->armed = 0;
-    c->progress = c->acked_at = rdt_now_ms();
+    c->progress = c->acked_at = c->heard_at = rdt_now_ms();
     c->dupacks = 0;
     c->fast_resent = false;
     c->srtt = c->rttvar = 0;
@@ -407,11 +408,13 @@ static void on_open(struct chan *c, const struct rdt_com_frame *f)
     struct line *ln = c->ln;
     char why[200];
     uint32_t baud = f->len >= 4 ? get32(f->payload) : 0;
-    if (c->state == C_OPEN && c->acceptor) { /* the OPEN again: our OPENED was lost, or late */
-        if (c->rcv_next == 0)
-            line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0);
+    if (c->state == C_OPEN && c->acceptor && c->rcv_next == 0) {
+        line_send(ln, c->n, RDT_COM_OPENED, 0, NULL, 0); /* our OPENED was lost */
         return;
     }
+    if (c->state == C_OPEN && c->acceptor)
+        chan_reset(c); /* the line is in order: an OPEN after the dialer's data is a new
+                          connection, and the dialer has left the old one */
     if (baud != ln->baud)
         snprintf(why, sizeof(why),
                  "com: the two ends of the line use different baud rates (%u and %u)", baud,
@@ -489,6 +492,12 @@ static void take_early(struct chan *c)
  * that only what was lost has to come again. */
 static void on_data(struct chan *c, const struct rdt_com_frame *f)
 {
+    if (c->state == C_IDLE && f->type == RDT_COM_CLOSE) {
+        /* a CLOSE sent again after we are done: our last ACK was lost */
+        uint8_t w[4] = {0, 0, RBUF >> 8, 0};
+        line_send(c->ln, c->n, RDT_COM_ACK, (uint16_t)(f->seq + 1), w, 4);
+        return;
+    }
     c->ack_due = true; /* in order or not: the sender learns where we are */
     if (c->state != C_OPEN || c->fin_rcvd)
         return;
@@ -543,6 +552,7 @@ static void on_frame(const struct rdt_com_frame *f, void *arg)
 {
     struct line *ln = arg;
     struct chan *c = &ln->ch[f->channel];
+    c->heard_at = rdt_now_ms();
     switch (f->type) {
     case RDT_COM_OPEN:
         on_open(c, f);
@@ -629,6 +639,18 @@ static void resend(struct chan *c)
     c->rto_at = rdt_now_ms() + chan_rto(c);
 }
 
+/* Whether frames came that wait for one still missing: the sender hears of it sooner. */
+static bool has_gap(const struct chan *c)
+{
+    for (unsigned i = 0; i < QMAX; i++) {
+        const struct sent *s = &c->early[i];
+        uint16_t ahead = (uint16_t)(s->seq - c->rcv_next);
+        if (s->type && ahead > 0 && ahead < QMAX)
+            return true;
+    }
+    return false;
+}
+
 static void tick_chan(struct chan *c, int64_t now)
 {
     struct line *ln = c->ln;
@@ -647,13 +669,16 @@ static void tick_chan(struct chan *c, int64_t now)
         put32(b, ln->baud);
         line_send(ln, c->n, RDT_COM_OPEN, 0, b, 4);
         c->rto_at = now + rto_ms(ln, 0);
-    } else if (c->state == C_OPEN && c->qn && now - c->progress > GIVE_UP_MS) {
-        chan_reset(c); /* the other end no longer answers: the local end sees the end */
+    } else if (c->state == C_OPEN &&
+               ((c->qn && now - c->progress > GIVE_UP_MS) || now - c->heard_at > GIVE_UP_MS)) {
+        /* the other end no longer answers (it ACKs every second while open): the local end
+         * sees the end */
+        chan_reset(c);
     } else if (c->state == C_OPEN && c->qn && now >= c->rto_at) {
         c->backoff++;
         resend(c);
     }
-    if (c->state == C_OPEN && now - c->acked_at >= 1000)
+    if (c->state == C_OPEN && now - c->acked_at >= (has_gap(c) ? 100 : 1000))
         send_ack(c); /* now and then, for a window update or a last ACK that was lost */
 }
 
@@ -671,6 +696,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         busy |= c->state != C_IDLE || c->server;
     }
     line_flush(ln);
+    for (int i = 0; i < RDT_COM_CHANNELS; i++)
+        if (ln->ch[i].state == C_OPEN)
+            chan_arm(&ln->ch[i]); /* the flush may have made room on the line */
     if (busy || ln->out_len)
         ln->idle_since = now;
     else if (now - ln->idle_since >= IDLE_EXIT_MS)
@@ -733,7 +761,8 @@ static void user_cb(evutil_socket_t fd, short what, void *arg)
     struct user *u = arg;
     if (u->serving >= 0) { /* a server's socket says nothing more: this is its end */
         char b[64];
-        if (recv(fd, b, sizeof(b), MSG_DONTWAIT) == 0 || (errno != EAGAIN && errno != EINTR))
+        ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             user_free(u);
         return;
     }
@@ -828,9 +857,11 @@ static void owner_main(const char *dev, uint32_t baud, const char *path, int rea
     close(ready);
     event_base_dispatch(ln.base);
     unlink(path); /* before the lock goes with this process: no one finds a dead socket */
+    close(ln.lfd);
     for (int i = 0; i < RDT_COM_CHANNELS; i++)
         if (ln.ch[i].state == C_OPENING)
             say(ln.ch[i].fd, "ERR com: %s failed", dev);
+    rdt_serial_close(ln.ser);
     _exit(ln.dead ? 1 : 0);
 }
 
@@ -848,9 +879,11 @@ static int spawn_owner(const char *dev, uint32_t baud, const char *path, int loc
         if (fork() != 0)
             _exit(0);
         /* only the lock and the ready pipe stay open */
+        /* out of the way first: the caller may have started with 0 to 2 closed */
+        int lk = fcntl(lockfd, F_DUPFD_CLOEXEC, 10), rd = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
         int null = open("/dev/null", O_RDWR);
         dup2(null, 0), dup2(null, 1), dup2(null, 2);
-        if (dup2(lockfd, 3) < 0 || dup2(p[1], 4) < 0)
+        if (lk < 0 || rd < 0 || dup2(lk, 3) < 0 || dup2(rd, 4) < 0)
             _exit(1);
         close_range(5, ~0U, 0);
         signal(SIGPIPE, SIG_IGN);
@@ -937,16 +970,16 @@ static int owner_connect(const struct rdt_tstring *ts, int64_t deadline, char *e
 
 /* Sends a request and reads the owner's answer line (byte by byte: what follows is the
  * connection's). Returns the socket once the answer is OK. */
-static int owner_request(const struct rdt_tstring *ts, const char *verb, int timeout_ms, char *err,
-                         size_t errlen)
+static int owner_request_once(const struct rdt_tstring *ts, const char *verb, int64_t deadline,
+                              char *err, size_t errlen)
 {
-    int64_t deadline = rdt_now_ms() + timeout_ms;
     int fd = owner_connect(ts, deadline, err, errlen);
     if (fd < 0)
         return fd;
     char req[96], line[RDT_ERR_MAX];
+    int64_t left_ms = deadline - rdt_now_ms(); /* the owner's clock starts now: what is left */
     int n = snprintf(req, sizeof(req), "RDQCOM 1 %s %d %u %d\n", verb, ts->channel, ts->baud,
-                     timeout_ms);
+                     (int)(left_ms > 100 ? left_ms : 100));
     size_t got = 0;
     int rc = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -errno;
     while (rc == 0 && got < sizeof(line) - 1 && (got == 0 || line[got - 1] != '\n')) {
@@ -974,7 +1007,20 @@ static int owner_request(const struct rdt_tstring *ts, const char *verb, int tim
                         err, errlen, "%s", line + 4);
     return rdt_errf(rc ? rc : -EPROTO, err, errlen, "com: the owner of the line %s %s",
                     ts->com_device,
-                    rc == -ETIMEDOUT ? "did not answer in time" : "ended the connection");
+                    rc == -ETIMEDOUT ? "did not answer in time"
+                    : got == 0 && rc ? "ended before it answered"
+                                     : "ended the connection");
+}
+
+/* An owner that was ending as we came says nothing: a new one is started, once. */
+static int owner_request(const struct rdt_tstring *ts, const char *verb, int timeout_ms, char *err,
+                         size_t errlen)
+{
+    int64_t deadline = rdt_now_ms() + timeout_ms;
+    int fd = owner_request_once(ts, verb, deadline, err, errlen);
+    if (fd == -ECONNRESET && strstr(err, "ended before it answered"))
+        fd = owner_request_once(ts, verb, deadline, err, errlen);
+    return fd;
 }
 
 int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen)

@@ -107,7 +107,9 @@ int rdt_serial_open(struct rdt_serial **out, const char *dev, uint32_t baud, cha
         s->fd = -1;
         rc = open_port(s, dev, baud, err, errlen);
     }
-    if (rc == 0 && (flock(s->fd, LOCK_EX | LOCK_NB) < 0 || ioctl(s->fd, TIOCEXCL) < 0))
+    /* TIOCEXCL outlives its process on a pty whose master stays open: ptys get the flock only */
+    if (rc == 0 &&
+        (flock(s->fd, LOCK_EX | LOCK_NB) < 0 || (!is_pty(s->fd) && ioctl(s->fd, TIOCEXCL) < 0)))
         rc = rdt_errf(-EBUSY, err, errlen, "com: %s is in use by another program", dev);
     if (rc == 0 && fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK) < 0)
         rc = rdt_errf(-errno, err, errlen, "com: %s: %s", dev, strerror(errno));

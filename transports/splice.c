@@ -174,6 +174,11 @@ uint64_t rdt_splice_sent(const struct rdt_splice *sp)
     return sp->sent;
 }
 
+bool rdt_splice_holding(const struct rdt_splice *sp)
+{
+    return sp->down.len > 0;
+}
+
 void rdt_splice_free(struct rdt_splice *sp)
 {
     if (!sp)
