@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,7 +178,10 @@ uint64_t rdt_splice_sent(const struct rdt_splice *sp)
 
 bool rdt_splice_holding(const struct rdt_splice *sp)
 {
-    return sp->down.len > 0;
+    int queued = 0; /* what the socket holds that its peer has not taken yet */
+    if (ioctl(rdt_conn_fd(sp->conn), SIOCOUTQ, &queued) < 0)
+        queued = 0;
+    return sp->down.len > 0 || queued > 0;
 }
 
 void rdt_splice_free(struct rdt_splice *sp)
