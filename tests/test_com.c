@@ -76,6 +76,18 @@ static const char *data_file(const char *name, size_t n)
     return path[i];
 }
 
+/* Two clients at once, each its own process, on channels 3 and 7 of the cable's B end: the
+ * files f3 and f7 come back whole from servers that echo. */
+static void echo_both(const char *f3, const char *f7, int seconds)
+{
+    snprintf(cmd, sizeof(cmd),
+             "(timeout %d rdq -premote '%s' < %s | cmp - %s && echo ok3) & "
+             "(timeout %d rdq -premote '%s' < %s | cmp - %s && echo ok7) & wait",
+             seconds, client(line.b, 3, ""), f3, f3, seconds, client(line.b, 7, ""), f7, f7);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect(strstr(out, "ok3") && strstr(out, "ok7"), "%s", out);
+}
+
 Test(com, two_channels_carry_two_sessions_at_once_both_ways)
 {
     cable();
@@ -84,12 +96,7 @@ Test(com, two_channels_carry_two_sessions_at_once_both_ways)
     const char *one = data_file("one", 1), *big3 = data_file("big3", 1 << 20),
                *big7 = data_file("big7", 3 << 19);
     /* each client its own process, both at once; every byte comes back */
-    snprintf(cmd, sizeof(cmd),
-             "(timeout 60 rdq -premote '%s' < %s | cmp - %s && echo ok3) & "
-             "(timeout 60 rdq -premote '%s' < %s | cmp - %s && echo ok7) & wait",
-             client(line.b, 3, ""), big3, big3, client(line.b, 7, ""), big7, big7);
-    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
-    cr_expect(strstr(out, "ok3") && strstr(out, "ok7"), "%s", out);
+    echo_both(big3, big7, 60);
     snprintf(cmd, sizeof(cmd), "timeout 20 rdq -premote '%s' < %s | cmp - %s && echo ok1",
              client(line.b, 7, ""), one, one);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
@@ -124,12 +131,7 @@ Test(com, a_line_that_garbles_and_drops_bytes_loses_no_data)
     pid_t s7 = serve(line.a, 7, "", "cat", "s7");
     const char *f3 = data_file("f3", 300000), *f7 = data_file("f7", 200000);
     /* the damage is on the way from the servers' end: the echoes cross it */
-    snprintf(cmd, sizeof(cmd),
-             "(timeout 90 rdq -premote '%s' < %s | cmp - %s && echo ok3) & "
-             "(timeout 90 rdq -premote '%s' < %s | cmp - %s && echo ok7) & wait",
-             client(line.b, 3, ""), f3, f3, client(line.b, 7, ""), f7, f7);
-    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
-    cr_expect(strstr(out, "ok3") && strstr(out, "ok7"), "%s", out);
+    echo_both(f3, f7, 90);
     cr_expect_gt(line.garbled, 5, "the line garbled only %zu bytes", line.garbled);
     cr_expect_gt(line.dropped, 5, "the line dropped only %zu bytes", line.dropped);
     test_stop(s3, SIGTERM);

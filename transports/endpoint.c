@@ -15,22 +15,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* ---- What this build serves and dials ---- */
-
-int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen)
-{
-    switch (proto) {
-    case RDT_TCP:
-    case RDT_NPIPE:
-    case RDT_SSL:
-    case RDT_SPIPE:
-    case RDT_COM:
-        return 0;
-    default:
-        return rdt_errf(-EPROTONOSUPPORT, err, errlen, "protocol %d is not known here", (int)proto);
-    }
-}
-
 /* ---- Pipes ---- */
 
 int rdt_pipe_dir(char *buf, size_t len)
@@ -267,9 +251,8 @@ int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, siz
 {
     memset(out, 0, sizeof(*out));
     out->fd = -1;
-    int rc = rdt_proto_available(ts->proto, err, errlen);
-    if (rc)
-        return rc;
+    if (ts->proto == RDT_COM) /* a line's owner holds it: rdt_server_open serves through it */
+        return rdt_errf(-EINVAL, err, errlen, "com: a serial line is not bound, it is served");
     if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE)
         return bind_pipe(ts, out, err, errlen);
     int fd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, &out->port, err, errlen);
@@ -431,6 +414,8 @@ static const char *peer_what(const struct rdt_tstring *ts, char *buf, size_t len
 {
     if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE)
         snprintf(buf, len, "the server of pipe %s", ts->pipe);
+    else if (ts->proto == RDT_COM)
+        snprintf(buf, len, "the server of channel %d of %s", ts->channel, ts->com_device);
     else
         snprintf(buf, len, "%s:%u", ts->clicon[0] ? ts->clicon : ts->server, ts->port_lo);
     return buf;
@@ -443,16 +428,17 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     char what[RDT_HOST_MAX + RDT_PIPE_MAX + 32];
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
-    int rc = rdt_proto_available(ts->proto, err, errlen);
-    if (rc == 0 && ts->proto == RDT_COM) {
+    int rc;
+    if (ts->proto == RDT_COM) {
         int fd = rdt_com_dial(ts, timeout_ms, err, errlen);
         rc = fd < 0 ? fd : (c = rdt_sock_conn(&rdt_unix_ops, fd)) ? 0 : -ENOMEM;
-    } else if (rc == 0 && (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE))
+    } else if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE) {
         rc = connect_pipe(ts, deadline, &c, err, errlen);
-    else if (rc == 0 && ts->clicon[0])
+    } else if (ts->clicon[0]) {
         rc = await_server(ts, deadline, &c, err, errlen);
-    else if (rc == 0)
+    } else {
         rc = connect_tcp(ts, timeout_ms, deadline, &c, err, errlen);
+    }
     if (rc || (rc = rdt_tls_wrap(&c, ts, err, errlen)))
         return rc;
     c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);

@@ -11,10 +11,6 @@
 int rdt_errf(int rc, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* 0 when this build serves and dials `proto`; else -EPROTONOSUPPORT with a message that says so
- * (a server or client that asked for TLS is never given a plain connection instead). */
-int rdt_proto_available(enum rdt_proto proto, char *err, size_t errlen);
-
 /* The TLS layer's configuration: a server's context with its certificate, or a client's with
  * what it checks the server's certificate against. Counted references: each connection holds
  * one. Messages name the store, the certificate and what is wrong. */

@@ -102,7 +102,6 @@
     X(SSL_shutdown)                                                                                \
     X(SSL_has_pending)                                                                             \
     X(SSL_CTX_set_default_read_buffer_len)                                                         \
-    X(SSL_get_version)                                                                             \
     X(SSL_get1_peer_certificate)                                                                   \
     X(SSL_get_peer_cert_chain)
 
