@@ -747,3 +747,34 @@ unsigned rdb_broker_records(const struct rdb_broker *b)
 {
     return b->nrecords;
 }
+
+/* The first query endpoint that anyone may ask: tcp, no password. */
+static int public_port(const struct rdb_broker *b)
+{
+    for (int i = 0; i < b->nquery; i++) {
+        struct rdt_tstring ts;
+        char why[RDT_ERR_MAX];
+        if (rdt_parse(b->cfg.listen[i], RDT_SERVER, &ts, why, sizeof(why)) == 0 &&
+            ts.proto == RDT_TCP && !ts.password[0])
+            return rdt_server_bound(b->query[i])->port;
+    }
+    return -ENOENT;
+}
+
+int rdb_broker_service(const struct rdb_broker *b, struct rdb_service_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    gethostname(out->host, sizeof(out->host) - 1);
+    snprintf(out->instance, sizeof(out->instance), "rdq broker on %.40s", out->host);
+    snprintf(out->txt[out->ntxt++], sizeof(out->txt[0]), "v=%d", RDB_VERSION);
+    snprintf(out->txt[out->ntxt++], sizeof(out->txt[0]), "host=%.250s", out->host);
+    char eps[2048];
+    if (rdb_broker_endpoints(b, eps, sizeof(eps)) < 0)
+        eps[0] = '\0';
+    snprintf(out->txt[out->ntxt++], sizeof(out->txt[0]), "query=%.249s", eps);
+    int port = public_port(b);
+    if (port < 0)
+        return port;
+    out->port = (uint16_t)port;
+    return 0;
+}

@@ -110,6 +110,25 @@ void rdb_broker_free(struct rdb_broker *b);
 int rdb_broker_endpoints(const struct rdb_broker *b, char *buf, size_t len);
 unsigned rdb_broker_records(const struct rdb_broker *b);
 
+/* ---- How a broker is found: DNS-SD (RFC 6763), on the LAN and in the site's DNS ------------ */
+
+#define RDB_SERVICE "_rdq._tcp"            /* brokers */
+#define RDB_SERVER_SERVICE "_rdq-srv._tcp" /* servers, with rdbroker -publish-servers */
+#define RDB_TXT_MAX 4
+
+/* What a broker publishes of itself: the same on the LAN and in DNS. */
+struct rdb_service_info {
+    char instance[64];           /* the instance name: "rdq broker on HOST" */
+    char host[RDT_HOST_MAX + 1]; /* this host's name, as gethostname() gives it */
+    uint16_t port;               /* the first plain tcp query endpoint's port (0: none) */
+    char txt[RDB_TXT_MAX][256];  /* "v=1", "host=HOST", "query=ADVERT ADVERT..." */
+    int ntxt;
+};
+
+/* Fills `out` for the broker's bound query endpoints. -ENOENT when no plain tcp endpoint
+ * (without a password) is there to publish. */
+int rdb_broker_service(const struct rdb_broker *b, struct rdb_service_info *out);
+
 /* ---- Registering a server ------------------------------------------------------------------ */
 
 struct rdb_announce;
