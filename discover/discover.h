@@ -28,6 +28,9 @@ enum rdd_status {
 int rdd_resolve(const char *host, int timeout_ms, char addrs[][64], int max, char *err,
                 size_t errlen);
 
+/* The status of a failed look-up (rdt_lookup_* rc). */
+enum rdd_status rdd_status_of_lookup(int rc);
+
 /* Strips the optional leading backslashes and [ ] of an IPv6 literal. */
 void rdd_host_clean(const char *typed, char *out, size_t len);
 

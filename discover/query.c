@@ -13,6 +13,8 @@ static enum rdd_status status_of(int rc, const char *why)
     case -ECONNREFUSED:
     case -ENOENT:
         return RDD_NO_BROKER;
+    case -ENXIO: /* no such host name */
+        return RDD_NOT_FOUND;
     case -EHOSTUNREACH:
     case -ENETUNREACH:
     case -EHOSTDOWN:

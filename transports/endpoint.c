@@ -156,25 +156,13 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
 
 /* ---- TCP ---- */
 
-int rdt_resolve(const char *host, uint16_t port, bool ipv6, bool passive, struct addrinfo **out,
-                char *err, size_t errlen)
+int rdt_resolve(const char *host, bool ipv6, struct rdt_addrs *out, char *err, size_t errlen)
 {
-    char name[RDT_HOST_MAX + 1], service[8];
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(name, sizeof(name), "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(name, sizeof(name), "%s", host);
-    snprintf(service, sizeof(service), "%u", port);
-    struct addrinfo hints = {
-        .ai_family = ipv6 ? AF_INET6 : AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
-    };
-    int rc = getaddrinfo(name, service, &hints, out);
-    if (rc != 0)
-        return rdt_errf(-EHOSTUNREACH, err, errlen, "cannot resolve %s%s: %s", name,
-                        ipv6 ? " (IPv6)" : "", gai_strerror(rc));
+    char why[RDT_ERR_MAX];
+    int rc = rdt_resolve_addrs(host, ipv6, RDT_RESOLVE_MS, out, why, sizeof(why));
+    if (rc < 0)
+        return rdt_errf(rc == -ENOENT ? -ENXIO : -EHOSTUNREACH, err, errlen, "cannot resolve %s%s",
+                        why, ipv6 ? " (IPv6)" : "");
     return 0;
 }
 
@@ -274,41 +262,6 @@ void rdt_unbind(struct rdt_bound *b)
 
 /* ---- Dialing ---- */
 
-static int connect_tcp(const struct rdt_tstring *ts, int timeout_ms, int64_t deadline,
-                       struct rdt_conn **out, char *err, size_t errlen)
-{
-    struct addrinfo *ai = NULL;
-    int rc = rdt_resolve(ts->server, ts->port_lo, ts->ipv6, false, &ai, err, errlen);
-    if (rc)
-        return rc;
-    char what[RDT_HOST_MAX + 8];
-    snprintf(what, sizeof(what), "%s:%u", ts->server, ts->port_lo);
-    rc = -EHOSTUNREACH;
-    for (struct addrinfo *a = ai; a && rc; a = a->ai_next) {
-        int fd;
-        rc = rdt_sock_connect_start(a->ai_addr, a->ai_addrlen, &fd);
-        if (rc && rc != -EINPROGRESS) {
-            if (fd >= 0)
-                close(fd);
-            rdt_errf(rc, err, errlen, "tcp: cannot connect to %s: %s", what, strerror(-rc));
-            continue;
-        }
-        struct rdt_conn *c = rdt_sock_connecting(&rdt_tcp_ops, fd, what);
-        int64_t left = deadline - rdt_now_ms();
-        rc = c ? rdt_conn_open_wait(c, left > 0 ? (int)left : 0) : -ENOMEM;
-        if (rc == -ETIMEDOUT) /* the connect itself: nothing answered, not even a refusal */
-            rdt_errf(rc, err, errlen, "tcp: no answer from %s within %d ms", what, timeout_ms);
-        else if (rc)
-            rdt_errf(rc, err, errlen, "%s", c ? rdt_conn_error(c) : strerror(ENOMEM));
-        if (rc)
-            rdt_conn_free(c);
-        else
-            *out = c;
-    }
-    freeaddrinfo(ai);
-    return rc;
-}
-
 bool rdt_host_is_local(const char *host)
 {
     char me[RDT_HOST_MAX + 1] = "";
@@ -322,8 +275,8 @@ bool rdt_host_is_local(const char *host)
 
 /* Connects to a local pipe without blocking: a server whose backlog is full (EAGAIN) is tried
  * again until the deadline. */
-static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
-                        char *err, size_t errlen)
+int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
+                     char *err, size_t errlen)
 {
     if (!rdt_host_is_local(ts->server))
         return rdt_errf(-EHOSTUNREACH, err, errlen,
@@ -357,17 +310,14 @@ static int connect_pipe(const struct rdt_tstring *ts, int64_t deadline, struct r
     return *out ? 0 : -ENOMEM;
 }
 
-/* True when the accepted peer's address is one of the addresses of `host`. */
-static bool peer_is(int fd, const struct addrinfo *ai)
+/* True when the accepted peer's address is one of `addrs`. */
+static bool peer_is(int fd, const struct rdt_addrs *addrs)
 {
-    char peer[INET6_ADDRSTRLEN + 8], want[INET6_ADDRSTRLEN];
+    char peer[INET6_ADDRSTRLEN + 8];
     rdt_peer_addr(fd, peer, sizeof(peer));
-    for (; ai; ai = ai->ai_next) {
-        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, want, sizeof(want), NULL, 0, NI_NUMERICHOST) !=
-            0)
-            continue;
-        const char *w = strncmp(want, "::ffff:", 7) == 0 ? want + 7 : want;
-        if (strcmp(peer, w) == 0)
+    for (int i = 0; i < addrs->n; i++) {
+        const char *w = addrs->addr[i];
+        if (strcmp(peer, strncmp(w, "::ffff:", 7) == 0 ? w + 7 : w) == 0)
             return true;
     }
     return false;
@@ -378,8 +328,8 @@ static bool peer_is(int fd, const struct addrinfo *ai)
 static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
                         char *err, size_t errlen)
 {
-    struct addrinfo *ai = NULL;
-    int rc = rdt_resolve(ts->clicon, ts->port_lo, ts->ipv6, false, &ai, err, errlen);
+    struct rdt_addrs addrs;
+    int rc = rdt_resolve(ts->clicon, ts->ipv6, &addrs, err, errlen);
     if (rc)
         return rc;
     uint16_t port;
@@ -396,7 +346,7 @@ static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct r
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             continue;
-        if (!peer_is(fd, ai)) {
+        if (!peer_is(fd, &addrs)) {
             close(fd); /* only the named server may connect */
             continue;
         }
@@ -405,7 +355,6 @@ static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct r
     }
     if (lfd >= 0)
         close(lfd);
-    freeaddrinfo(ai);
     return rc;
 }
 
@@ -421,11 +370,23 @@ static const char *peer_what(const struct rdt_tstring *ts, char *buf, size_t len
     return buf;
 }
 
+void rdt_dial_timeout_text(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen)
+{
+    char what[RDT_HOST_MAX + RDT_PIPE_MAX + 32];
+    snprintf(err, errlen,
+             "%s: %s accepted the connection but did not complete the handshake within %d ms%s",
+             rdt_proto_name(ts->proto), peer_what(ts, what, sizeof(what)), timeout_ms,
+             ts->proto == RDT_TCP || ts->proto == RDT_NPIPE
+                 ? " (an ssl or spipe server waits so for a TLS client)"
+                 : "");
+}
+
 static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                 enum rdt_role role, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
-    char what[RDT_HOST_MAX + RDT_PIPE_MAX + 32];
+    if ((ts->proto == RDT_TCP || ts->proto == RDT_SSL) && !ts->clicon[0])
+        return rdt_dial_wait(out, ts, password, role, timeout_ms, err, errlen);
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc;
@@ -433,11 +394,9 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
         int fd = rdt_com_dial(ts, timeout_ms, err, errlen);
         rc = fd < 0 ? fd : (c = rdt_sock_conn(&rdt_unix_ops, fd)) ? 0 : -ENOMEM;
     } else if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE) {
-        rc = connect_pipe(ts, deadline, &c, err, errlen);
-    } else if (ts->clicon[0]) {
-        rc = await_server(ts, deadline, &c, err, errlen);
+        rc = rdt_pipe_connect(ts, deadline, &c, err, errlen);
     } else {
-        rc = connect_tcp(ts, timeout_ms, deadline, &c, err, errlen);
+        rc = await_server(ts, deadline, &c, err, errlen);
     }
     if (rc || (rc = rdt_tls_wrap(&c, ts, err, errlen)))
         return rc;
@@ -447,13 +406,7 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     int64_t left = deadline - rdt_now_ms();
     rc = rdt_conn_open_wait(c, left > 0 ? (int)left : 0);
     if (rc == -ETIMEDOUT) /* connected: the peer took the connection, then went quiet */
-        rdt_errf(rc, err, errlen,
-                 "%s: %s accepted the connection but did not complete the handshake within %d "
-                 "ms%s",
-                 rdt_proto_name(ts->proto), peer_what(ts, what, sizeof(what)), timeout_ms,
-                 ts->proto == RDT_TCP || ts->proto == RDT_NPIPE
-                     ? " (an ssl or spipe server waits so for a TLS client)"
-                     : "");
+        rdt_dial_timeout_text(ts, timeout_ms, err, errlen);
     else if (rc)
         rdt_errf(rc, err, errlen, "%s", rdt_conn_error(c));
     if (rc) {
@@ -484,7 +437,7 @@ int rdt_dial_start(struct rdt_conn **out, const struct rdt_tstring *ts, enum rdt
     if (ts->proto != RDT_NPIPE)
         return rdt_errf(-EPROTONOSUPPORT, err, errlen, "%s: only pipes are dialed without waiting",
                         rdt_proto_name(ts->proto));
-    int rc = connect_pipe(ts, rdt_now_ms(), &c, err, errlen);
+    int rc = rdt_pipe_connect(ts, rdt_now_ms(), &c, err, errlen);
     if (rc)
         return rc;
     *out = rdt_auth_conn(c, role, ts->password, RDT_PROTOCOL_VERSION);

@@ -49,11 +49,23 @@ struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const ch
 /* A non-blocking socket connect towards `sa`: 0 (connected), -EINPROGRESS, or -errno. */
 int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_out);
 
-/* Resolves host and port for a stream socket (ipv6: IPv6 only). The list is freed by the caller
- * with freeaddrinfo(). */
-struct addrinfo;
-int rdt_resolve(const char *host, uint16_t port, bool ipv6, bool passive, struct addrinfo **out,
-                char *err, size_t errlen);
+/* The addresses of `host` through c-ares (ipv6: IPv6 only), waiting up to RDT_RESOLVE_MS. */
+#define RDT_RESOLVE_MS 5000
+int rdt_resolve(const char *host, bool ipv6, struct rdt_addrs *out, char *err, size_t errlen);
+
+/* A numeric address and port as a socket address. */
+int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len);
+
+/* Connects to a local pipe without blocking; a server whose backlog is full is tried again
+ * until `deadline` (rdt_now_ms()), then -EBUSY. */
+int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
+                     char *err, size_t errlen);
+
+/* dial.c: dialing tcp and ssl (not clicon) on a loop of its own, as rdt_dial does. */
+int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, char *err, size_t errlen);
+/* The message of a handshake that did not complete in time. */
+void rdt_dial_timeout_text(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
 
 /* Binds and listens on the first free port of lo..hi: returns the fd and sets *bound. */
 int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *err, size_t errlen);

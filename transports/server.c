@@ -384,17 +384,19 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 static void dial_once(struct rdt_server *srv)
 {
     char err[RDT_ERR_MAX];
-    struct addrinfo *ai = NULL;
-    int rc =
-        rdt_resolve(srv->ts.clicon, srv->ts.port_lo, srv->ts.ipv6, false, &ai, err, sizeof(err));
+    struct rdt_addrs addrs;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int rc = rdt_resolve(srv->ts.clicon, srv->ts.ipv6, &addrs, err, sizeof(err));
     if (rc) {
         report(srv, srv->ts.clicon, "%s", err);
         schedule_redial(srv);
         return;
     }
     int fd = -1;
-    rc = rdt_sock_connect_start(ai->ai_addr, ai->ai_addrlen, &fd);
-    freeaddrinfo(ai);
+    rc = rdt_sockaddr_of(addrs.addr[0], srv->ts.port_lo, &sa, &salen);
+    if (rc == 0)
+        rc = rdt_sock_connect_start((struct sockaddr *)&sa, salen, &fd);
     if (rc && rc != -EINPROGRESS) {
         if (fd >= 0)
             close(fd);

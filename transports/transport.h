@@ -223,6 +223,45 @@ void rdt_auth_turn_away(struct rdt_conn *c, const char *why);
 /* After a failed open: true when the failure was a refused password (for slowing the peer). */
 bool rdt_auth_refused(struct rdt_conn *c);
 
+/* ---- Names: c-ares on the event loop -------------------------------------------------------- */
+
+struct event_base;
+struct rdt_resolver;
+struct rdt_lookup;
+
+#define RDT_ADDRS_MAX 8
+struct rdt_addrs {
+    int n;
+    char addr[RDT_ADDRS_MAX][64]; /* numeric, IPv4 or IPv6 */
+};
+
+/* A look-up's end: rc 0, -ENOENT (no such name, or no record of that type), -ETIMEDOUT (the
+ * name servers did not answer), -ENOMEM or -EIO, with err naming the name and the reason.
+ * Called from the loop, never inside the call that started the look-up. */
+typedef void (*rdt_addrs_cb)(int rc, const struct rdt_addrs *a, const char *err, void *arg);
+typedef void (*rdt_query_cb)(int rc, const unsigned char *abuf, int alen, const char *err,
+                             void *arg);
+
+/* A resolver on `base`. Name servers come from $RDQ_DNS_SERVERS (host:port,...) when set (then
+ * neither /etc/hosts nor a search list is used), else from the system's configuration. */
+int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *err, size_t errlen);
+/* Frees the resolver; look-ups still going are cancelled without a call. Accepts NULL. */
+void rdt_resolver_free(struct rdt_resolver *r);
+/* The addresses of `host` (a name, an address literal, [v6]; `ipv6`: IPv6 ones only). Address
+ * literals and the localhost names are answered without asking. NULL when out of memory. */
+struct rdt_lookup *rdt_lookup_addrs(struct rdt_resolver *r, const char *host, bool ipv6,
+                                    rdt_addrs_cb cb, void *arg);
+/* A DNS query of class IN and `type` (ns_t_ptr, ns_t_srv, ns_t_txt...): the answer's wire form,
+ * for c-ares's ares_parse_*_reply. */
+struct rdt_lookup *rdt_lookup_query(struct rdt_resolver *r, const char *name, int type,
+                                    rdt_query_cb cb, void *arg);
+/* Stops a look-up: its callback is not called. */
+void rdt_lookup_cancel(struct rdt_lookup *l);
+/* The same as rdt_lookup_addrs, waiting up to `timeout_ms` on a loop of its own. Returns the
+ * count, or -errno with err set. */
+int rdt_resolve_addrs(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
+                      size_t errlen);
+
 /* ---- Endpoints: pipes, ports and dialing ---------------------------------------------------- */
 
 /* The directory of pipe sockets: $RDQ_PIPE_DIR, else /run/rdq/pipe for root, else
@@ -245,11 +284,24 @@ int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, siz
 void rdt_unbind(struct rdt_bound *b);
 
 /* Opens a client connection for a client-side string and completes the session layer, within
- * `timeout_ms`. `password` overrides the string's (for Password=*). */
+ * `timeout_ms`. `password` overrides the string's (for Password=*). A host name that does not
+ * exist fails with -ENXIO; other failures to resolve with -EHOSTUNREACH. */
 int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
              int timeout_ms, char *err, size_t errlen);
 /* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
 int64_t rdt_now_ms(void);
+
+/* Dialing on the caller's loop: names through `res`, then each address in turn, then the TLS
+ * and session layers, all within `timeout_ms`. tcp and ssl (not clicon), npipe and spipe on
+ * this host. `cb` gets the ready connection (the caller owns it) or NULL with rc and err; the
+ * dialer frees itself after `cb` returns. */
+struct rdt_dialer;
+typedef void (*rdt_dial_cb)(struct rdt_conn *conn, int rc, const char *err, void *arg);
+int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_resolver *res,
+                   const struct rdt_tstring *ts, const char *password, enum rdt_role role,
+                   int timeout_ms, rdt_dial_cb cb, void *arg, char *err, size_t errlen);
+/* Stops a dialer before its callback (which is then never called). Accepts NULL. */
+void rdt_dialer_free(struct rdt_dialer *d);
 
 /* Starts dialing a local pipe (npipe only) without waiting for anything: the session layer is
  * left to the caller's event loop (rdt_conn_open_step, rdt_conn_events). */

@@ -1,0 +1,331 @@
+/* Dialing on the caller's event loop: the name through c-ares, a non-blocking connect to each
+ * address in turn, then the TLS and session layers, one deadline for all of it. Many dialers
+ * share one loop (and one resolver): a client that asks many hosts waits for the slowest, not
+ * for the sum. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum stage { RESOLVING, CONNECTING, HANDSHAKE };
+
+struct rdt_dialer {
+    struct event_base *base;
+    struct rdt_tstring ts;
+    char password[RDT_PASSWORD_MAX + 1];
+    enum rdt_role role;
+    int timeout_ms;
+    rdt_dial_cb cb;
+    void *arg;
+    enum stage stage;
+    struct rdt_lookup *lookup;
+    struct rdt_addrs addrs;
+    int next_addr;
+    struct rdt_conn *c;
+    struct event *io, *timer, *soon;
+    char what[RDT_HOST_MAX + 16]; /* HOST:PORT of the address being tried */
+    char err[RDT_ERR_MAX];        /* why the last address failed */
+    int rc;
+};
+
+void rdt_dialer_free(struct rdt_dialer *d)
+{
+    if (!d)
+        return;
+    rdt_lookup_cancel(d->lookup);
+    rdt_conn_free(d->c);
+    if (d->io)
+        event_free(d->io);
+    if (d->timer)
+        event_free(d->timer);
+    if (d->soon)
+        event_free(d->soon);
+    explicit_bzero(d->password, sizeof(d->password));
+    explicit_bzero(d->ts.password, sizeof(d->ts.password));
+    free(d);
+}
+
+/* Calls back once, then frees: the connection to the caller, or the failure. */
+static void finish(struct rdt_dialer *d, int rc, const char *err)
+{
+    struct rdt_conn *c = rc ? NULL : d->c;
+    if (!rc)
+        d->c = NULL;
+    d->cb(c, rc, rc ? err : NULL, d->arg);
+    rdt_dialer_free(d);
+}
+
+static void io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for what the stack's top layer asks for (or goes on at once for bytes it holds). */
+static void wait_for(struct rdt_dialer *d)
+{
+    if (rdt_conn_pending(d->c)) {
+        event_active(d->soon, EV_TIMEOUT, 0);
+        return;
+    }
+    short want = rdt_conn_events(d->c);
+    short ev =
+        (short)(((want & POLLOUT) ? EV_WRITE : 0) | ((want & POLLIN) || !want ? EV_READ : 0));
+    if (d->io)
+        event_free(d->io);
+    d->io = event_new(d->base, rdt_conn_fd(d->c), ev, io_cb, d);
+    if (!d->io || event_add(d->io, NULL) != 0)
+        finish(d, -ENOMEM, "out of memory");
+}
+
+static void try_next(struct rdt_dialer *d);
+
+static void handshake_step(struct rdt_dialer *d)
+{
+    int rc = rdt_conn_open_step(d->c);
+    if (rc == -EAGAIN) {
+        wait_for(d);
+    } else if (rc) {
+        char err[RDT_ERR_MAX];
+        snprintf(err, sizeof(err), "%s", rdt_conn_error(d->c));
+        finish(d, rc, err);
+    } else {
+        finish(d, 0, NULL);
+    }
+}
+
+/* The socket is connected: the TLS and session layers go on top. */
+static void layers_start(struct rdt_dialer *d)
+{
+    char err[RDT_ERR_MAX];
+    int rc = rdt_tls_wrap(&d->c, &d->ts, err, sizeof(err));
+    if (rc) {
+        finish(d, rc, err);
+        return;
+    }
+    d->c = rdt_auth_conn(d->c, d->role, d->password[0] ? d->password : d->ts.password,
+                         RDT_PROTOCOL_VERSION);
+    if (!d->c) {
+        finish(d, -ENOMEM, "out of memory");
+        return;
+    }
+    d->stage = HANDSHAKE;
+    handshake_step(d);
+}
+
+static void connect_step(struct rdt_dialer *d)
+{
+    int rc = rdt_conn_open_step(d->c);
+    if (rc == -EAGAIN) {
+        wait_for(d);
+        return;
+    }
+    if (rc) {
+        d->rc = rc;
+        snprintf(d->err, sizeof(d->err), "%s", rdt_conn_error(d->c));
+        rdt_conn_free(d->c);
+        d->c = NULL;
+        try_next(d);
+        return;
+    }
+    layers_start(d);
+}
+
+static void io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdt_dialer *d = arg;
+    if (d->stage == CONNECTING)
+        connect_step(d);
+    else
+        handshake_step(d);
+}
+
+int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)sa;
+    memset(sa, 0, sizeof(*sa));
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        *len = sizeof(*a4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        *len = sizeof(*a6);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Connects to the next address, or fails with the last address's reason. */
+static void try_next(struct rdt_dialer *d)
+{
+    while (d->next_addr < d->addrs.n) {
+        const char *addr = d->addrs.addr[d->next_addr++];
+        struct sockaddr_storage sa;
+        socklen_t len;
+        int fd = -1, rc = rdt_sockaddr_of(addr, d->ts.port_lo, &sa, &len);
+        if (rc == 0)
+            rc = rdt_sock_connect_start((struct sockaddr *)&sa, len, &fd);
+        if (rc && rc != -EINPROGRESS) {
+            if (fd >= 0)
+                close(fd);
+            d->rc = rc;
+            snprintf(d->err, sizeof(d->err), "tcp: cannot connect to %s: %s", d->what,
+                     strerror(-rc));
+            continue;
+        }
+        d->c = rdt_sock_connecting(&rdt_tcp_ops, fd, d->what);
+        if (!d->c) {
+            close(fd);
+            finish(d, -ENOMEM, "out of memory");
+            return;
+        }
+        d->stage = CONNECTING;
+        connect_step(d);
+        return;
+    }
+    finish(d, d->rc ? d->rc : -EHOSTUNREACH, d->err);
+}
+
+static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void *arg)
+{
+    struct rdt_dialer *d = arg;
+    d->lookup = NULL;
+    if (rc) {
+        char why[RDT_ERR_MAX];
+        snprintf(why, sizeof(why), "cannot resolve %s", err);
+        finish(d, rc == -ENOENT ? -ENXIO : -EHOSTUNREACH, why);
+        return;
+    }
+    d->addrs = *a;
+    try_next(d);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdt_dialer *d = arg;
+    char err[RDT_ERR_MAX];
+    if (d->stage == RESOLVING)
+        snprintf(err, sizeof(err),
+                 "cannot resolve %s: no answer from the name servers within %d ms", d->ts.server,
+                 d->timeout_ms);
+    else if (d->stage == CONNECTING) /* nothing answered, not even a refusal */
+        snprintf(err, sizeof(err), "tcp: no answer from %s within %d ms", d->what, d->timeout_ms);
+    else
+        rdt_dial_timeout_text(&d->ts, d->timeout_ms, err, sizeof(err));
+    finish(d, -ETIMEDOUT, err);
+}
+
+static void soon_cb(evutil_socket_t fd, short what, void *arg)
+{
+    io_cb(fd, what, arg);
+}
+
+static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
+{
+    int rc = rdt_pipe_connect(&d->ts, rdt_now_ms(), &d->c, err, errlen);
+    if (rc)
+        return rc;
+    d->stage = CONNECTING; /* connected: the layers start from the loop */
+    event_active(d->soon, EV_TIMEOUT, 0);
+    return 0;
+}
+
+int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_resolver *res,
+                   const struct rdt_tstring *ts, const char *password, enum rdt_role role,
+                   int timeout_ms, rdt_dial_cb cb, void *arg, char *err, size_t errlen)
+{
+    *out = NULL;
+    bool pipe = ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE;
+    if (!pipe && (ts->proto == RDT_COM || ts->clicon[0]))
+        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
+                        "%s: only tcp, ssl and this host's pipes are dialed on a loop",
+                        ts->clicon[0] ? "clicon" : rdt_proto_name(ts->proto));
+    struct rdt_dialer *d = calloc(1, sizeof(*d));
+    if (!d)
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    *d = (struct rdt_dialer){
+        .base = base, .ts = *ts, .role = role, .timeout_ms = timeout_ms, .cb = cb, .arg = arg};
+    snprintf(d->password, sizeof(d->password), "%s", password ? password : "");
+    snprintf(d->what, sizeof(d->what), "%s:%u", ts->server, ts->port_lo);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    d->timer = evtimer_new(base, timer_cb, d);
+    d->soon = event_new(base, -1, 0, soon_cb, d);
+    int rc = d->timer && d->soon && evtimer_add(d->timer, &tv) == 0
+                 ? 0
+                 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    if (rc == 0 && pipe) {
+        rc = pipe_start(d, err, errlen);
+    } else if (rc == 0) {
+        d->lookup = rdt_lookup_addrs(res, ts->server, ts->ipv6, resolved_cb, d);
+        if (!d->lookup)
+            rc = rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    }
+    if (rc) {
+        rdt_dialer_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+/* ---- Waiting for one dialer: the blocking rdt_dial over tcp and ssl ---- */
+
+struct dial_wait {
+    struct event_base *base;
+    bool done;
+    int rc;
+    struct rdt_conn *c;
+    char *err;
+    size_t errlen;
+};
+
+static void wait_cb(struct rdt_conn *conn, int rc, const char *err, void *arg)
+{
+    struct dial_wait *w = arg;
+    w->done = true;
+    w->rc = rc;
+    w->c = conn;
+    if (err)
+        snprintf(w->err, w->errlen, "%s", err);
+    event_base_loopbreak(w->base);
+}
+
+int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct dial_wait w = {.base = event_base_new(), .err = err, .errlen = errlen};
+    struct rdt_resolver *res = NULL;
+    struct rdt_dialer *d = NULL;
+    if (!w.base)
+        return rdt_errf(-ENOMEM, err, errlen, "cannot create an event loop");
+    int rc = rdt_resolver_new(&res, w.base, err, errlen);
+    if (rc == 0)
+        rc = rdt_dial_async(&d, w.base, res, ts, password, role, timeout_ms, wait_cb, &w, err,
+                            errlen);
+    while (rc == 0 && !w.done)
+        if (event_base_loop(w.base, EVLOOP_ONCE) < 0)
+            break;
+    if (rc == 0 && !w.done) {
+        rdt_dialer_free(d);
+        rc = rdt_errf(-EIO, err, errlen, "the event loop failed");
+    } else if (rc == 0) {
+        rc = w.rc;
+        *out = w.c;
+    }
+    rdt_resolver_free(res);
+    event_base_free(w.base);
+    return rc;
+}
