@@ -1,5 +1,5 @@
 /* rdq: the client program. Verbs live in a table; each parses its own arguments. */
-#include "discover.h"
+#include "rdq.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,6 @@
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 struct verb {
     const char *name;
@@ -31,8 +29,19 @@ static int cmd_ports(int argc, char **argv);
 static const struct verb verbs[] = {
     {"-QR", "[\\\\]host [-json] [-kind all|debugger|remote] [-port N] [-via T] [-timeout MS]",
      "list the servers of a host, as its broker knows them; -via T reaches the broker's query\n"
-     "      endpoint T, e.g. -via ssl:proto=tls1,certuser=THUMBPRINT,port=7264",
+     "      endpoint T, e.g. -via ssl:proto=tls1,certuser=THUMBPRINT,port=7264.\n"
+     "      Without a host: every host found (as -browse finds them), grouped",
      cmd_qr},
+    {"-browse",
+     "[-list] [-json] [-kind all|debugger|remote] [-host H[:PORT]]... [-domain D]...\n"
+     "          [-no-lan] [-no-config] [-port N] [-timeout MS]",
+     "find brokers (on the LAN through DNS-SD, in the DNS-SD records of each -domain, and each\n"
+     "      -host), ask them all at once and print one line per server:\n"
+     "      HOST<TAB>TYPE<TAB>CLIENT STRING (\\t, \\n and \\\\ escaped); hosts that failed\n"
+     "      go to stderr, and the exit status is 1 if any did. Named hosts and domains also\n"
+     "      come from ~/.config/rdq/hosts and /etc/rdq/hosts (HOST[:PORT] or \"domain D\"\n"
+     "      a line; $RDQ_HOSTS lists other files), unless -no-config",
+     rdq_browse},
     {"-premote", "TRANSPORT [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
      "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
@@ -164,7 +173,7 @@ struct qr_opts {
     struct rdt_tstring via;
 };
 
-static int parse_number(const char *flag, const char *v, long lo, long hi, long *out)
+int rdq_parse_number(const char *flag, const char *v, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
@@ -179,10 +188,9 @@ static int parse_number(const char *flag, const char *v, long lo, long hi, long 
 
 /* -via T: the broker's query endpoint as its -listen string gives it (tcp:port=N,
  * ssl:...,port=N, npipe:pipe=N, spipe:...), or as a client string; the host fills in server=. */
-static int via_parse(struct qr_opts *o, const char *v)
+int rdq_via_parse(const char *v, struct rdt_tstring *ts)
 {
     char err[RDT_ERR_MAX];
-    struct rdt_tstring *ts = &o->via;
     if (!v) {
         fprintf(stderr, "rdq: -via needs a transport string, e.g. -via tcp:port=7263\n");
         return -1;
@@ -199,7 +207,6 @@ static int via_parse(struct qr_opts *o, const char *v)
     ts->side = RDT_CLIENT;
     if (!ts->server[0])
         snprintf(ts->server, sizeof(ts->server), "localhost");
-    o->have_via = true;
     return 0;
 }
 
@@ -217,12 +224,13 @@ static int qr_args(struct qr_opts *o, int argc, char **argv)
             }
             i++;
         } else if (strcmp(a, "-via") == 0) {
-            if (via_parse(o, v))
+            if (rdq_via_parse(v, &o->via))
                 return -1;
+            o->have_via = true;
             i++;
         } else if (strcmp(a, "-port") == 0 || strcmp(a, "-timeout") == 0) {
             bool port = a[1] == 'p';
-            if (parse_number(a, v, 1, port ? 65535 : 600000, &n))
+            if (rdq_parse_number(a, v, 1, port ? 65535 : 600000, &n))
                 return -1;
             if (port)
                 o->port = (uint16_t)n;
@@ -240,7 +248,8 @@ static int qr_args(struct qr_opts *o, int argc, char **argv)
         }
     }
     if (!o->host || !o->host[0] || strlen(o->host) > RDT_HOST_MAX) {
-        fprintf(stderr, "rdq: -QR needs a host: rdq -QR [\\\\]host\n");
+        fprintf(stderr, "rdq: -QR: \"%s\" is not a host name (at most %d characters)\n",
+                o->host ? o->host : "", RDT_HOST_MAX);
         return -1;
     }
     return 0;
@@ -264,8 +273,24 @@ static void qr_print_json(const struct qr_opts *o, const struct rdd_result *r)
     json_decref(doc);
 }
 
+/* Whether -QR names a host: an argument that is neither an option nor an option's value. */
+static bool qr_has_host(int argc, char **argv)
+{
+    static const char *const valued[] = {"-kind", "-port", "-via", "-timeout", "-host", "-domain"};
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-' || !argv[i][1])
+            return true;
+        for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++)
+            if (strcmp(argv[i], valued[k]) == 0)
+                i++;
+    }
+    return false;
+}
+
 static int cmd_qr(int argc, char **argv)
 {
+    if (!qr_has_host(argc, argv))
+        return rdq_qr_all(argc, argv);
     struct qr_opts o = {.timeout_ms = 5000};
     if (qr_args(&o, argc, argv))
         return EXIT_USAGE;
@@ -377,7 +402,8 @@ static int cmd_premote(int argc, char **argv)
     const char *t = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-timeout") == 0) {
-            if (parse_number("-timeout", i + 1 < argc ? argv[i + 1] : NULL, 1, 600000, &timeout))
+            if (rdq_parse_number("-timeout", i + 1 < argc ? argv[i + 1] : NULL, 1, 600000,
+                                 &timeout))
                 return EXIT_USAGE;
             i++;
         } else if (!t) {

@@ -73,4 +73,54 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
  * Server=host. */
 int rdd_client_string(const struct rdd_row *row, const char *host, char *buf, size_t len);
 
+/* ---- Many brokers at once ------------------------------------------------------------------ */
+
+struct event_base;
+struct rdd_browse;
+
+enum rdd_source { RDD_SRC_HOST, RDD_SRC_DNS, RDD_SRC_LAN };
+
+#define RDD_BROWSE_HOSTS_MAX 1024
+
+/* A broker found, and what it answered. */
+struct rdd_host {
+    char name[RDT_HOST_MAX + 1];   /* as found: typed, an SRV target, a LAN host's name */
+    char server[RDT_HOST_MAX + 1]; /* what its client strings name: the same, or an address */
+    uint16_t port;                 /* its query port */
+    enum rdd_source source;
+    bool done;             /* answered or failed: res says which */
+    struct rdd_result res; /* status, err, the address that answered, the rows */
+};
+
+struct rdd_browse_config {
+    enum rdb_filter filter;
+    int timeout_ms;           /* for everything: sources and hosts */
+    uint16_t port;            /* brokers' query port where none is given (0: default) */
+    const char *const *hosts; /* HOST or HOST:PORT */
+    int nhosts;
+    const char *const *domains; /* DNS domains whose _rdq._tcp records list brokers */
+    int ndomains;
+    bool lan;                      /* brokers on the LAN (DNS-SD through avahi) */
+    const struct rdt_tstring *via; /* the brokers' query endpoint, as rdd_query_via */
+};
+
+struct rdd_browse_ops {
+    void (*host)(const struct rdd_host *h, void *arg); /* found (being asked), and again done */
+    void (*source)(const char *what, const char *err, void *arg); /* a domain or the LAN failed */
+    void (*done)(void *arg); /* every source and host ended: called once, from the loop */
+};
+
+/* Starts asking on `base`. Nothing is called back from inside this call; the callbacks must
+ * not free the browse. Everything ends within cfg->timeout_ms. */
+int rdd_browse_open(struct rdd_browse **out, struct event_base *base,
+                    const struct rdd_browse_config *cfg, const struct rdd_browse_ops *ops,
+                    void *arg, char *err, size_t errlen);
+void rdd_browse_free(struct rdd_browse *b);
+/* The hosts in the order found: prev NULL for the first. */
+const struct rdd_host *rdd_browse_next(const struct rdd_browse *b, const struct rdd_host *prev);
+bool rdd_browse_finished(const struct rdd_browse *b);
+
+/* Splits HOST, HOST:PORT, [V6]:PORT or an IPv6 literal; `dflt` where no port is given. */
+int rdd_host_port(const char *s, uint16_t dflt, char *host, size_t len, uint16_t *port);
+
 #endif
