@@ -306,8 +306,8 @@ Test(broker, qr_errors_are_distinct)
     cr_expect_eq(test_qr(args, out, sizeof(out)), 5, "%s", out);
     cr_expect(strstr(out, "no broker listening"), "%s", out);
     cr_expect_eq(test_qr("localhost -timeout x", out, sizeof(out)), 2, "%s", out);
-    cr_expect_eq(test_qr("", out, sizeof(out)), 2, "%s", out);
-    cr_expect(strstr(out, "rdq: -QR needs a host"), "%s", out);
+    cr_expect_eq(test_qr("''", out, sizeof(out)), 2, "%s", out);
+    cr_expect(strstr(out, "rdq: -QR: \"\" is not a host name"), "%s", out);
 }
 
 Test(broker, an_address_literal_asks_no_name_server)
