@@ -1,6 +1,7 @@
 /* rdbroker's core: registrations that live exactly as long as their connection, and queries
  * answered from them, on one event loop. */
 #include "broker.h"
+#include "dnsupdate.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -75,6 +76,7 @@ struct rdb_broker {
     struct rdt_server *reg;
     struct rdt_server *query[8];
     int nquery;
+    struct rdb_dnsup *dns; /* the records in the site's DNS (cfg.dns_server) */
     LIST_HEAD(, bconn) conns;
     unsigned nconns;
     unsigned nconns_reg;          /* of which on the registration socket */
@@ -704,6 +706,8 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
     int rc = open_reg(b, err, errlen);
     for (int i = 0; rc == 0 && i < cfg->nlisten && i < 8; i++)
         rc = open_query(b, cfg->listen[i], err, errlen);
+    if (rc == 0 && cfg->dns_server)
+        rc = rdb_dnsup_open(&b->dns, base, &b->cfg, b, err, errlen);
     if (rc) {
         rdb_broker_free(b);
         return rc;
@@ -716,6 +720,7 @@ void rdb_broker_free(struct rdb_broker *b)
 {
     if (!b)
         return;
+    rdb_dnsup_free(b->dns);
     while (!LIST_EMPTY(&b->conns))
         conn_free(LIST_FIRST(&b->conns));
     while (!LIST_EMPTY(&b->relays))
@@ -746,6 +751,11 @@ int rdb_broker_endpoints(const struct rdb_broker *b, char *buf, size_t len)
 unsigned rdb_broker_records(const struct rdb_broker *b)
 {
     return b->nrecords;
+}
+
+int rdb_broker_withdraw(struct rdb_broker *b, int timeout_ms)
+{
+    return b ? rdb_dnsup_withdraw(b->dns, timeout_ms) : 0;
 }
 
 /* The first query endpoint that anyone may ask: tcp, no password. */

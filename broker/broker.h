@@ -101,7 +101,19 @@ struct rdb_config {
                     is closed after this long (0: RDB_IDLE_MS) */
     void (*log)(int prio, const char *msg, void *arg);
     void *log_arg;
+    /* The site's DNS (rdbroker -dns-update): the broker's DNS-SD records under _rdq._tcp.dns_zone,
+     * kept there by dynamic updates signed with the TSIG key of dns_tsig (a BIND key file). */
+    const char *dns_server; /* ADDR, ADDR:PORT, [V6]:PORT or a name (NULL: no updates) */
+    const char *dns_zone;
+    const char *dns_tsig;
+    const char *dns_addrs[8]; /* the host's A/AAAA records (none: its own addresses) */
+    int ndns_addrs;
+    int dns_ttl; /* seconds, RDB_DNS_TTL_MIN to RDB_DNS_TTL_MAX (0: RDB_DNS_TTL) */
 };
+
+#define RDB_DNS_TTL 60
+#define RDB_DNS_TTL_MIN 2
+#define RDB_DNS_TTL_MAX 86400
 
 int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const struct rdb_config *cfg,
                     char *err, size_t errlen);
@@ -109,6 +121,13 @@ void rdb_broker_free(struct rdb_broker *b);
 /* The bound query endpoints, as advertised strings, for the startup message. */
 int rdb_broker_endpoints(const struct rdb_broker *b, char *buf, size_t len);
 unsigned rdb_broker_records(const struct rdb_broker *b);
+/* Removes the broker's records from the site's DNS (when cfg.dns_server is set), waiting up to
+ * timeout_ms for the server's answer; for a clean exit, before rdb_broker_free. */
+int rdb_broker_withdraw(struct rdb_broker *b, int timeout_ms);
+
+/* Checks the site DNS settings of `cfg` (zone, key file, server, addresses, TTL) as
+ * rdb_broker_open will: 0, or -errno with what is wrong in err. */
+int rdb_dns_check(const struct rdb_config *cfg, char *err, size_t errlen);
 
 /* ---- How a broker is found: DNS-SD (RFC 6763), on the LAN and in the site's DNS ------------ */
 

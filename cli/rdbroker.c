@@ -24,6 +24,10 @@ struct opts {
     bool use_syslog;
     char user_buf[64];
     char group_buf[64];
+    char dns_server[256];
+    char dns_zone[256];
+    char dns_tsig[1024];
+    char dns_addrs[8][64];
 };
 
 static void usage(FILE *f)
@@ -33,6 +37,8 @@ static void usage(FILE *f)
             "of cdb -QR of Microsoft's Debugging Tools for Windows)\n"
             "Usage: rdbroker [-socket PATH] [-listen TRANSPORT]... [-group NAME] [-user NAME]\n"
             "                [-idle MS] [-relay] [-syslog] [-config FILE]\n"
+            "                [-dns-update SERVER[:PORT] -zone ZONE -tsig KEYFILE\n"
+            "                 [-dns-address A]... [-dns-ttl S]]\n"
             "  -socket PATH     registration and local query socket (default $RDQ_BROKER_SOCK,\n"
             "                   else %s)\n"
             "  -listen T        a query endpoint, repeatable (default tcp:port=%d);\n"
@@ -47,11 +53,24 @@ static void usage(FILE *f)
             "  -relay           relay clients of other hosts to this host's pipes\n"
             "                   (npipe:server=ThisHost,pipe=NAME)\n"
             "  -syslog          log to syslog instead of stderr\n"
+            "  -dns-update S    keep this broker's DNS-SD records (PTR, SRV, TXT under\n"
+            "                   _rdq._tcp.ZONE, A/AAAA of the host) in the site's DNS on server S\n"
+            "                   (an address, [v6]:port or a name; port 53) by dynamic updates\n"
+            "                   signed with TSIG; removed again on exit. Needs -zone and -tsig\n"
+            "  -zone ZONE       the DNS zone to publish in (required with -dns-update)\n"
+            "  -tsig KEYFILE    the TSIG key, in BIND's format as tsig-keygen writes it\n"
+            "                   (required with -dns-update)\n"
+            "  -dns-address A   the host's address to publish, repeatable (default: its\n"
+            "                   addresses but loopback and link-local ones)\n"
+            "  -dns-ttl S       the records' TTL in seconds, %d to %d (default %d); they are\n"
+            "                   sent again every S/2 seconds\n"
             "  -config FILE     read these settings from FILE, one \"key value\" a line\n"
-            "                   (socket, listen, group, user, idle, relay, syslog); default %s\n"
+            "                   (socket, listen, group, user, idle, relay, syslog, dns-update,\n"
+            "                   zone, tsig, dns-address, dns-ttl); default %s\n"
             "                   if present\n"
             "  -?, --help       this help\n",
-            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, RDB_IDLE_MS, CONFIG_DEFAULT);
+            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, RDB_IDLE_MS, RDB_DNS_TTL_MIN, RDB_DNS_TTL_MAX,
+            RDB_DNS_TTL, CONFIG_DEFAULT);
 }
 
 static void log_msg(int prio, const char *msg, void *arg)
@@ -65,6 +84,68 @@ static void log_msg(int prio, const char *msg, void *arg)
     time_t now = time(NULL);
     strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
     fprintf(stderr, "rdbroker %s %s\n", ts, msg);
+}
+
+/* A setting of the site DNS (dns-update, zone, tsig, dns-address, dns-ttl). */
+static int set_dns_opt(struct opts *o, const char *key, const char *val, const char *where)
+{
+    if (!val) {
+        fprintf(stderr, "rdbroker: %s: %s needs a value: try rdbroker -?\n", where, key);
+        return -1;
+    }
+    char *end;
+    long ttl;
+    if (strcmp(key, "dns-update") == 0) {
+        snprintf(o->dns_server, sizeof(o->dns_server), "%s", val);
+        o->cfg.dns_server = o->dns_server;
+    } else if (strcmp(key, "zone") == 0) {
+        snprintf(o->dns_zone, sizeof(o->dns_zone), "%s", val);
+        o->cfg.dns_zone = o->dns_zone;
+    } else if (strcmp(key, "tsig") == 0) {
+        snprintf(o->dns_tsig, sizeof(o->dns_tsig), "%s", val);
+        o->cfg.dns_tsig = o->dns_tsig;
+    } else if (strcmp(key, "dns-address") == 0) {
+        if (o->cfg.ndns_addrs == 8) {
+            fprintf(stderr, "rdbroker: %s: at most 8 addresses\n", where);
+            return -1;
+        }
+        snprintf(o->dns_addrs[o->cfg.ndns_addrs], sizeof(o->dns_addrs[0]), "%s", val);
+        o->cfg.dns_addrs[o->cfg.ndns_addrs] = o->dns_addrs[o->cfg.ndns_addrs];
+        o->cfg.ndns_addrs++;
+    } else if (strcmp(key, "dns-ttl") == 0 && (ttl = strtol(val, &end, 10), !*end) &&
+               ttl >= RDB_DNS_TTL_MIN && ttl <= RDB_DNS_TTL_MAX) {
+        o->cfg.dns_ttl = (int)ttl;
+    } else {
+        if (strcmp(key, "dns-ttl") == 0)
+            fprintf(stderr, "rdbroker: %s: dns-ttl \"%s\": seconds from %d to %d\n", where, val,
+                    RDB_DNS_TTL_MIN, RDB_DNS_TTL_MAX);
+        else
+            fprintf(stderr, "rdbroker: %s: unknown setting \"%s\": try rdbroker -?\n", where, key);
+        return -1;
+    }
+    return 0;
+}
+
+/* The site DNS settings go together: -zone and -tsig with -dns-update, and a key that reads. */
+static int check_dns(const struct opts *o)
+{
+    const struct rdb_config *c = &o->cfg;
+    char err[RDT_ERR_MAX];
+    if (!c->dns_server && (c->dns_zone || c->dns_tsig || c->ndns_addrs || c->dns_ttl)) {
+        fprintf(stderr, "rdbroker: -zone, -tsig, -dns-address and -dns-ttl go with "
+                        "-dns-update SERVER: try rdbroker -?\n");
+        return -1;
+    }
+    if (c->dns_server && (!c->dns_zone || !c->dns_tsig)) {
+        fprintf(stderr, "rdbroker: -dns-update needs -zone ZONE and -tsig KEYFILE: try "
+                        "rdbroker -?\n");
+        return -1;
+    }
+    if (c->dns_server && rdb_dns_check(c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rdbroker: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* One setting, from the command line or the config file. */
@@ -101,6 +182,9 @@ static int set_opt(struct opts *o, const char *key, const char *val, const char 
             return -1;
         }
         o->cfg.idle_ms = (int)ms;
+    } else if (strncmp(key, "dns-", 4) == 0 || strcmp(key, "zone") == 0 ||
+               strcmp(key, "tsig") == 0) {
+        return set_dns_opt(o, key, val, where);
     } else if (strcmp(key, "syslog") == 0) {
         o->use_syslog = !val || strcmp(val, "no") != 0;
     } else if (strcmp(key, "relay") == 0) {
@@ -138,8 +222,9 @@ static int read_config(struct opts *o, const char *path, bool must_exist)
     return rc;
 }
 
-static const char *const flag_keys[] = {"-socket", "-listen", "-group",
-                                        "-user",   "-idle",   "-config"};
+static const char *const flag_keys[] = {"-socket",     "-listen",      "-group",  "-user",
+                                        "-idle",       "-config",      "-zone",   "-tsig",
+                                        "-dns-update", "-dns-address", "-dns-ttl"};
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
@@ -172,7 +257,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
             return -1;
         i++;
     }
-    return 0;
+    return check_dns(o);
 }
 
 static int drop_privileges(const char *user)
@@ -241,6 +326,7 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     event_free(sigint);
     event_free(sigterm);
+    rdb_broker_withdraw(b, 2000); /* the site DNS records, if any */
     rdb_broker_free(b);
     event_base_free(base);
     return 0;

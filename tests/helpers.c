@@ -400,8 +400,8 @@ int test_broker_start(struct test_broker *b)
     setenv("RDQ_BROKER_SOCK", b->sock, 1);
     setenv("RDQ_PIPE_DIR", pipes, 1);
     setenv("RDQ_BROKER_PORT", port, 1);
-    const char *argv[12] = {"rdbroker", "-socket", b->sock, "-listen", listen};
-    for (int i = 0; i < 6 && b->extra[i]; i++)
+    const char *argv[18] = {"rdbroker", "-socket", b->sock, "-listen", listen};
+    for (int i = 0; i < 12 && b->extra[i]; i++)
         argv[5 + i] = b->extra[i];
     b->pid = test_spawn(argv, b->log, 0);
     for (int i = 0; i < 500; i++) {

@@ -80,7 +80,7 @@ struct test_broker {
     char log[128];
     unsigned port;
     pid_t pid;
-    const char *extra[6]; /* more arguments for rdbroker, NULL-terminated */
+    const char *extra[12]; /* more arguments for rdbroker, NULL-terminated */
 };
 
 /* Spawns a program of the build with argv (argv[0] is the program's name in RDQ_BIN_DIR),

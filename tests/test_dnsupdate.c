@@ -1,0 +1,313 @@
+/* rdbroker -dns-update: the broker's DNS-SD records in a real BIND 9 named on a loopback port,
+ * written by TSIG-signed dynamic updates, read back with dig, changed behind its back with
+ * nsupdate. */
+#include "broker.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define ZONE "example.test"
+
+static struct test_broker br;
+static char dir[64], keyfile[128], server[64], host[64], inst[160];
+static unsigned dns_port;
+static pid_t named_pid;
+static char out[16384], cmd[2048];
+
+/* Writes `text` to dir/name; the path in path. */
+static void put(const char *name, const char *text, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void named_config(void)
+{
+    char conf[2048], path[128];
+    snprintf(conf, sizeof(conf),
+             "include \"%s\";\n"
+             "options { directory \"%s\"; listen-on port %u { 127.0.0.1; };\n"
+             "  listen-on-v6 { none; }; pid-file \"%s/named.pid\"; recursion no;\n"
+             "  dnssec-validation no; };\n"
+             "controls { };\n"
+             "zone \"" ZONE "\" { type master; file \"%s/zone.db\";\n"
+             "  allow-update { key rdqkey; }; };\n",
+             keyfile, dir, dns_port, dir, dir);
+    put("named.conf", conf, path, sizeof(path));
+    put("zone.db",
+        "$TTL 60\n"
+        "@ IN SOA ns." ZONE ". admin." ZONE ". 1 3600 600 86400 60\n"
+        "@ IN NS ns." ZONE ".\n"
+        "ns IN A 127.0.0.1\n",
+        path, sizeof(path));
+}
+
+static bool named_ready(void)
+{
+    snprintf(cmd, sizeof(cmd), "dig +short +time=1 +tries=1 @127.0.0.1 -p %u SOA " ZONE, dns_port);
+    return test_run(cmd, out, sizeof(out), true) == 0 && strstr(out, "ns." ZONE ".");
+}
+
+static void named_start(void)
+{
+    char conf[128], log[128];
+    snprintf(conf, sizeof(conf), "%s/named.conf", dir);
+    snprintf(log, sizeof(log), "%s/named.log", dir);
+    named_pid = fork();
+    cr_assert_geq(named_pid, 0);
+    if (named_pid == 0) {
+        freopen(log, "a", stdout);
+        freopen(log, "a", stderr);
+        execlp("named", "named", "-c", conf, "-u", "root", "-g", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !named_ready(); i++) {
+        cr_assert_eq(waitpid(named_pid, NULL, WNOHANG), 0, "named ended (see %s)", log);
+        usleep(20000);
+    }
+    cr_assert(named_ready(), "named does not answer on port %u", dns_port);
+}
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    snprintf(dir, sizeof(dir), "/tmp/rdq-dns-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    snprintf(keyfile, sizeof(keyfile), "%s/key.conf", dir);
+    snprintf(cmd, sizeof(cmd), "tsig-keygen -a hmac-sha256 rdqkey > %s", keyfile);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    dns_port = test_free_ports(1);
+    snprintf(server, sizeof(server), "127.0.0.1:%u", dns_port);
+    named_config();
+    named_start();
+    /* the host's label and the instance, as the broker publishes them */
+    char name[256] = "";
+    gethostname(name, sizeof(name) - 1);
+    size_t n = strcspn(name, ".");
+    for (size_t i = 0; i < n && i < sizeof(host) - 1; i++)
+        host[i] = (char)tolower((unsigned char)name[i]);
+    host[n < sizeof(host) - 1 ? n : sizeof(host) - 1] = '\0';
+    snprintf(inst, sizeof(inst), "rdq\\032broker\\032on\\032%.40s._rdq._tcp." ZONE ".", name);
+}
+
+static void teardown(void)
+{
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br);
+    if (named_pid > 0) {
+        kill(named_pid, SIGTERM);
+        waitpid(named_pid, NULL, 0);
+        named_pid = 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(dnsupdate, .init = setup, .fini = teardown, .timeout = 60);
+
+/* dig +short TYPE NAME, into out. */
+static const char *dig(const char *type, const char *name)
+{
+    snprintf(cmd, sizeof(cmd), "dig +short +time=1 +tries=1 @127.0.0.1 -p %u %s '%s'", dns_port,
+             type, name);
+    test_run(cmd, out, sizeof(out), true);
+    return out;
+}
+
+/* Polls dig (up to ms) until its answer contains `needle` (present) or does not (!present). */
+static bool dig_wait(const char *type, const char *name, const char *needle, bool present, int ms)
+{
+    for (int waited = 0;; waited += 50) {
+        if ((strstr(dig(type, name), needle) != NULL) == present)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(50000);
+    }
+}
+
+static void nsupdate(const char *updates)
+{
+    char text[2048], path[128];
+    snprintf(text, sizeof(text), "server 127.0.0.1 %u\nzone " ZONE "\n%ssend\n", dns_port, updates);
+    put("nsupdate.txt", text, path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "nsupdate -k %s %s", keyfile, path);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "nsupdate: %s", out);
+}
+
+/* Starts the broker publishing in ZONE with key file `key` and TTL `ttl`. */
+static void broker_publish(const char *key, const char *ttl)
+{
+    const char *extra[] = {"-dns-update",  server,      "-zone",    ZONE, "-tsig", key,
+                           "-dns-address", "127.0.0.7", "-dns-ttl", ttl,  NULL};
+    memcpy(br.extra, extra, sizeof(extra));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+}
+
+static bool broker_log_has(const char *needle, int ms, char *text, size_t len)
+{
+    return test_wait_file(br.log, needle, ms, text, len);
+}
+
+static char logtext[16384];
+
+Test(dnsupdate, records_published_with_the_instance_escaped)
+{
+    /* a stale SRV of a crashed run, and another service's PTR under the same name */
+    snprintf(cmd, sizeof(cmd),
+             "update add %s 60 IN SRV 0 0 1 stale." ZONE ".\n"
+             "update add _rdq._tcp." ZONE ". 60 IN PTR other._rdq._tcp." ZONE ".\n",
+             inst);
+    nsupdate(cmd);
+    broker_publish(keyfile, "60");
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR %s: %s", inst, out);
+    cr_expect(strstr(out, "other._rdq._tcp." ZONE "."), "the other PTR is gone: %s", out);
+    char want[256];
+    snprintf(want, sizeof(want), "0 0 %u %s." ZONE ".\n", br.port, host);
+    cr_expect_str_eq(dig("SRV", inst), want, "the stale SRV stays, or ours is wrong");
+    dig("TXT", inst);
+    snprintf(want, sizeof(want), "\"v=1\" \"host=");
+    cr_expect(strstr(out, want), "TXT: %s", out);
+    snprintf(want, sizeof(want), "\"query=tcp:Port=%u\"", br.port);
+    cr_expect(strstr(out, want), "TXT: %s", out);
+    snprintf(want, sizeof(want), "%s." ZONE, host);
+    cr_expect_str_eq(dig("A", want), "127.0.0.7\n");
+    cr_expect(
+        broker_log_has("site DNS: published \"rdq broker on ", 1000, logtext, sizeof(logtext)),
+        "%s", logtext);
+}
+
+Test(dnsupdate, records_removed_on_sigterm)
+{
+    nsupdate("update add _rdq._tcp." ZONE ". 60 IN PTR other._rdq._tcp." ZONE ".\n");
+    broker_publish(keyfile, "60");
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "%s", out);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "our PTR stays: %s", out);
+    cr_expect(strstr(out, "other._rdq._tcp." ZONE "."), "the other PTR went too: %s", out);
+    cr_expect_str_eq(dig("SRV", inst), "");
+    cr_expect_str_eq(dig("TXT", inst), "");
+    char a[128];
+    snprintf(a, sizeof(a), "%s." ZONE, host);
+    cr_expect_str_eq(dig("A", a), "");
+    cr_expect(broker_log_has("site DNS: removed", 100, logtext, sizeof(logtext)), "%s", logtext);
+}
+
+Test(dnsupdate, records_deleted_by_others_come_back)
+{
+    broker_publish(keyfile, "2"); /* refreshed every second */
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "%s", out);
+    snprintf(cmd, sizeof(cmd), "update delete _rdq._tcp." ZONE ". PTR\nupdate delete %s SRV\n",
+             inst);
+    nsupdate(cmd);
+    cr_assert_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "%s", out);
+    cr_expect(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR again: %s", out);
+    cr_expect(dig_wait("SRV", inst, " 0 ", true, 3000), "no SRV again: %s", out);
+}
+
+/* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
+ * and the broker serves on. */
+static void refused(const char *keytext, const char *why)
+{
+    char path[128];
+    put("wrong.conf", keytext, path, sizeof(path));
+    broker_publish(path, "2");
+    cr_assert(broker_log_has("is not accepted", 3000, logtext, sizeof(logtext)), "%s", logtext);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "the DNS server 127.0.0.1 refused the update of " ZONE
+             ": the TSIG key %s is not accepted (NOTAUTH / %s)",
+             strstr(keytext, "otherkey") ? "otherkey" : "rdqkey", why);
+    cr_expect(strstr(logtext, want), "want \"%s\" in %s", want, logtext);
+    cr_expect_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect(strstr(out, "Servers on localhost:"), "%s", out);
+    usleep(1200000); /* a refresh too */
+    cr_expect_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "%s", out);
+    cr_expect_str_eq(dig("SRV", inst), "");
+    cr_expect_eq(test_count(logtext, "is not accepted"), 1, "said once: %s", logtext);
+}
+
+Test(dnsupdate, unknown_key_refused)
+{
+    refused("key \"otherkey\" {\n\talgorithm hmac-sha256;\n"
+            "\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\";\n};\n",
+            "BADKEY");
+}
+
+Test(dnsupdate, wrong_secret_refused)
+{
+    refused("key \"rdqkey\" {\n\talgorithm hmac-sha256;\n"
+            "\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=\";\n};\n",
+            "BADSIG");
+}
+
+Test(dnsupdate, bad_key_file_exits_2_naming_it)
+{
+    char path[128];
+    put("bad.conf", "key rdqkey { algorithm hmac-sha256 };\n", path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s",
+             dir, server, path);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, path), "%s", out);
+    put("bad2.conf", "key \"k\" { algorithm hmac-sha256; secret \"!!not base64!!\"; };\n", path,
+        sizeof(path));
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s",
+             dir, server, path);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "not base64"), "%s", out);
+    snprintf(cmd, sizeof(cmd),
+             "rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s/missing.conf", dir,
+             server, dir);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "missing.conf: cannot read it: No such file"), "%s", out);
+}
+
+Test(dnsupdate, zone_and_tsig_required)
+{
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/b.sock -dns-update %s -tsig %s", dir, server,
+             keyfile);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "-dns-update needs -zone ZONE and -tsig KEYFILE"), "%s", out);
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/b.sock -zone " ZONE " -tsig %s", dir, keyfile);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "go with -dns-update"), "%s", out);
+    snprintf(cmd, sizeof(cmd),
+             "rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s -dns-ttl 1", dir,
+             server, keyfile);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "seconds from 2 to 86400"), "%s", out);
+    cr_expect_eq(test_run("rdbroker --help", out, sizeof(out), true), 0);
+    cr_expect(strstr(out, "-dns-update S"), "%s", out);
+}
+
+Test(dnsupdate, settings_from_the_config_file)
+{
+    char conf[512], path[128];
+    snprintf(conf, sizeof(conf),
+             "dns-update %s\nzone " ZONE "\ntsig %s\ndns-address 127.0.0.9\ndns-address ::9\n"
+             "dns-ttl 30\n",
+             server, keyfile);
+    put("rdbroker.conf", conf, path, sizeof(path));
+    br.extra[0] = "-config";
+    br.extra[1] = path;
+    cr_assert_eq(test_broker_start(&br), 0);
+    char a[128];
+    snprintf(a, sizeof(a), "%s." ZONE, host);
+    cr_expect(dig_wait("A", a, "127.0.0.9", true, 3000), "%s", out);
+    cr_expect_str_eq(dig("AAAA", a), "::9\n");
+    snprintf(cmd, sizeof(cmd), "dig +noall +answer @127.0.0.1 -p %u SRV '%s'", dns_port, inst);
+    test_run(cmd, out, sizeof(out), true);
+    cr_expect(strstr(out, " 30 IN\tSRV 0 0 "), "TTL 30: %s", out);
+}
