@@ -342,6 +342,8 @@ int rdd_browse_add(struct rdd_browse *b, const char *name, const char *server, u
                    enum rdd_source source, const char *fail)
 {
     struct job *j;
+    if (b->finished)
+        return 0; /* found after the end: not asked */
     TAILQ_FOREACH(j, &b->jobs, link)
     if (same_host(j, server, port))
         return 0; /* found twice (named, and in DNS or on the LAN) */
