@@ -1,6 +1,7 @@
 /* rdbroker's core: registrations that live exactly as long as their connection, and queries
  * answered from them, on one event loop. */
 #include "broker.h"
+#include "dnssd.h"
 #include "dnsupdate.h"
 
 #include <errno.h>
@@ -89,6 +90,7 @@ struct rdb_broker {
         uint8_t *frame;
         size_t len;
     } lists[3];
+    struct rdb_dnssd *dnssd; /* on the LAN (NULL: -no-dnssd) */
 };
 
 static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
@@ -114,6 +116,7 @@ static void lists_forget(struct rdb_broker *b)
         free(b->lists[f].frame);
         b->lists[f].frame = NULL;
     }
+    rdb_dnssd_changed(b->dnssd);
 }
 
 static void record_drop(struct rdb_broker *b, struct record *r)
@@ -133,6 +136,16 @@ static bool listable(const struct record *r, const struct bconn *asker)
     if (r->e.hidden || r->e.clicon)
         return false;
     return r->privileged || (asker && asker->local && asker->cred.uid == r->uid);
+}
+
+void rdb_broker_each_listed(const struct rdb_broker *b,
+                            void (*fn)(unsigned id, const struct rdb_entry *e, void *arg),
+                            void *arg)
+{
+    const struct record *r;
+    TAILQ_FOREACH(r, &b->records, link)
+    if (listable(r, NULL))
+        fn(r->id, &r->e, arg);
 }
 
 /* ---- Connections ---- */
@@ -708,6 +721,8 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
         rc = open_query(b, cfg->listen[i], err, errlen);
     if (rc == 0 && cfg->dns_server)
         rc = rdb_dnsup_open(&b->dns, base, &b->cfg, b, err, errlen);
+    if (rc == 0 && !cfg->no_dnssd && (rc = rdb_dnssd_open(&b->dnssd, b, base, &b->cfg)) != 0)
+        snprintf(err, errlen, "DNS-SD: %s", strerror(-rc));
     if (rc) {
         rdb_broker_free(b);
         return rc;
@@ -721,6 +736,8 @@ void rdb_broker_free(struct rdb_broker *b)
     if (!b)
         return;
     rdb_dnsup_free(b->dns);
+    rdb_dnssd_free(b->dnssd);
+    b->dnssd = NULL;
     while (!LIST_EMPTY(&b->conns))
         conn_free(LIST_FIRST(&b->conns));
     while (!LIST_EMPTY(&b->relays))

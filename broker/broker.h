@@ -99,6 +99,10 @@ struct rdb_config {
     bool relay;  /* relay clients to local pipes for other hosts */
     int idle_ms; /* a connection without records that sends nothing, or one that does not read,
                     is closed after this long (0: RDB_IDLE_MS) */
+    /* DNS-SD on the LAN: no_dnssd publishes nothing; publish_servers adds each listed record
+     * as RDB_SERVER_SERVICE to the query endpoint's RDB_SERVICE */
+    bool no_dnssd;
+    bool publish_servers;
     void (*log)(int prio, const char *msg, void *arg);
     void *log_arg;
     /* The site's DNS (rdbroker -dns-update): the broker's DNS-SD records under _rdq._tcp.dns_zone,
@@ -147,6 +151,15 @@ struct rdb_service_info {
 /* Fills `out` for the broker's bound query endpoints. -ENOENT when no plain tcp endpoint
  * (without a password) is there to publish. */
 int rdb_broker_service(const struct rdb_broker *b, struct rdb_service_info *out);
+
+/* An AvahiPoll (avahi-common/watch.h) on a libevent loop, for avahi-client: the broker's
+ * publishing and discover/'s browsing run on the caller's loop through it. Free it after the
+ * AvahiClients that use it. */
+struct AvahiPoll;
+struct rdb_avahi_poll;
+struct rdb_avahi_poll *rdb_avahi_poll_new(struct event_base *base);
+const struct AvahiPoll *rdb_avahi_poll_api(struct rdb_avahi_poll *p);
+void rdb_avahi_poll_free(struct rdb_avahi_poll *p);
 
 /* ---- Registering a server ------------------------------------------------------------------ */
 

@@ -36,8 +36,8 @@ static void usage(FILE *f)
             "rdbroker: the per-host registry of rdq servers, which answers rdq -QR (the listing\n"
             "of cdb -QR of Microsoft's Debugging Tools for Windows)\n"
             "Usage: rdbroker [-socket PATH] [-listen TRANSPORT]... [-group NAME] [-user NAME]\n"
-            "                [-idle MS] [-relay] [-syslog] [-config FILE]\n"
-            "                [-dns-update SERVER[:PORT] -zone ZONE -tsig KEYFILE\n"
+            "                [-idle MS] [-relay] [-no-dnssd] [-publish-servers] [-syslog]\n"
+            "                [-config FILE] [-dns-update SERVER[:PORT] -zone ZONE -tsig KEYFILE\n"
             "                 [-dns-address A]... [-dns-ttl S]]\n"
             "  -socket PATH     registration and local query socket (default $RDQ_BROKER_SOCK,\n"
             "                   else %s)\n"
@@ -51,7 +51,12 @@ static void usage(FILE *f)
             "                   or does not read its answers, after MS milliseconds\n"
             "                   (100 to 3600000; default %d)\n"
             "  -relay           relay clients of other hosts to this host's pipes\n"
-            "                   (npipe:server=ThisHost,pipe=NAME)\n"
+            "                   (npipe:server=ThisHost,pipe=NAME)\n",
+            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, RDB_IDLE_MS);
+    fprintf(f,
+            "  -no-dnssd        do not publish the query endpoint on the LAN\n"
+            "                   (DNS-SD %s through avahi-daemon; on by default)\n"
+            "  -publish-servers publish each listed server on the LAN too (%s)\n"
             "  -syslog          log to syslog instead of stderr\n"
             "  -dns-update S    keep this broker's DNS-SD records (PTR, SRV, TXT under\n"
             "                   _rdq._tcp.ZONE, A/AAAA of the host) in the site's DNS on server S\n"
@@ -65,12 +70,12 @@ static void usage(FILE *f)
             "  -dns-ttl S       the records' TTL in seconds, %d to %d (default %d); they are\n"
             "                   sent again every S/2 seconds\n"
             "  -config FILE     read these settings from FILE, one \"key value\" a line\n"
-            "                   (socket, listen, group, user, idle, relay, syslog, dns-update,\n"
-            "                   zone, tsig, dns-address, dns-ttl); default %s\n"
-            "                   if present\n"
+            "                   (socket, listen, group, user, idle, relay, dnssd,\n"
+            "                   publish-servers, syslog, dns-update, zone, tsig, dns-address,\n"
+            "                   dns-ttl); default %s if present\n"
             "  -?, --help       this help\n",
-            RDB_DEFAULT_SOCK, RDB_DEFAULT_PORT, RDB_IDLE_MS, RDB_DNS_TTL_MIN, RDB_DNS_TTL_MAX,
-            RDB_DNS_TTL, CONFIG_DEFAULT);
+            RDB_SERVICE, RDB_SERVER_SERVICE, RDB_DNS_TTL_MIN, RDB_DNS_TTL_MAX, RDB_DNS_TTL,
+            CONFIG_DEFAULT);
 }
 
 static void log_msg(int prio, const char *msg, void *arg)
@@ -189,6 +194,10 @@ static int set_opt(struct opts *o, const char *key, const char *val, const char 
         o->use_syslog = !val || strcmp(val, "no") != 0;
     } else if (strcmp(key, "relay") == 0) {
         o->cfg.relay = !val || strcmp(val, "no") != 0;
+    } else if (strcmp(key, "dnssd") == 0) {
+        o->cfg.no_dnssd = val && strcmp(val, "no") == 0;
+    } else if (strcmp(key, "publish-servers") == 0) {
+        o->cfg.publish_servers = !val || strcmp(val, "no") != 0;
     } else {
         fprintf(stderr, "rdbroker: %s: unknown setting \"%s\"%s: try rdbroker -?\n", where, key,
                 val ? "" : " (or a missing value)");
@@ -238,8 +247,13 @@ static int parse_args(struct opts *o, int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "-?") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return 1;
-        if (strcmp(a, "-syslog") == 0 || strcmp(a, "-relay") == 0) {
+        if (strcmp(a, "-syslog") == 0 || strcmp(a, "-relay") == 0 ||
+            strcmp(a, "-publish-servers") == 0) {
             set_opt(o, a + 1, NULL, a);
+            continue;
+        }
+        if (strcmp(a, "-no-dnssd") == 0) {
+            set_opt(o, "dnssd", "no", a);
             continue;
         }
         size_t k = 0;

@@ -497,18 +497,3 @@ bool rdd_browse_finished(const struct rdd_browse *b)
 {
     return b->finished;
 }
-
-void rdd_browse_lan_start(struct rdd_browse *b)
-{
-    rdd_browse_source_failed(b, "the LAN", "not browsed: this rdq is built without DNS-SD");
-}
-
-void rdd_browse_lan_expire(struct rdd_browse *b)
-{
-    (void)b;
-}
-
-void rdd_browse_lan_stop(struct rdd_browse *b)
-{
-    (void)b;
-}

@@ -29,7 +29,7 @@ struct job {
 };
 
 struct dns_domain;
-struct rdd_lan;
+struct lan_glue;
 
 struct rdd_browse {
     struct event_base *base;
@@ -45,7 +45,7 @@ struct rdd_browse {
     TAILQ_HEAD(, job) jobs;
     unsigned njobs;
     LIST_HEAD(, dns_domain) domains;
-    struct rdd_lan *lan;
+    struct lan_glue *lan_glue;
     int sources_open; /* domains and the LAN still looking */
     bool finished;
 };

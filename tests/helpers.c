@@ -399,6 +399,8 @@ int test_broker_start(struct test_broker *b)
     snprintf(listen, sizeof(listen), "tcp:port=%u", b->port);
     setenv("RDQ_BROKER_SOCK", b->sock, 1);
     setenv("RDQ_PIPE_DIR", pipes, 1);
+    /* a test's brokers publish on its own bus (tests/avahi_harness.c), never on the machine's */
+    setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/rdq-test-bus", 0);
     setenv("RDQ_BROKER_PORT", port, 1);
     const char *argv[18] = {"rdbroker", "-socket", b->sock, "-listen", listen};
     for (int i = 0; i < 12 && b->extra[i]; i++)

@@ -1,0 +1,409 @@
+/* The broker on the LAN: its query endpoint published as RDB_SERVICE through avahi-daemon
+ * (and, with publish_servers, each listed server as RDB_SERVER_SERVICE), on the broker's loop.
+ * The client's life cycle follows avahi-publish: it waits for a daemon that is not there, and
+ * starts again when the daemon goes away. */
+#include "dnssd.h"
+
+#include <avahi-client/client.h>
+#include <avahi-client/publish.h>
+#include <avahi-common/alternative.h>
+#include <avahi-common/error.h>
+#include <avahi-common/malloc.h>
+#include <avahi-common/strlst.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#define RETRY_MS 2000    /* a system bus that is not there is tried again this often */
+#define RENAMES_MAX 50   /* alternative names tried at once for one service */
+#define TXT_ITEM_MAX 255 /* the longest string of a TXT record */
+
+/* One published service: the broker's own, or a server's. */
+struct svc {
+    struct rdb_dnssd *d;
+    unsigned id; /* the record's (0: the broker itself) */
+    const char *type;
+    char name[64];
+    uint16_t port;
+    bool skip; /* a record that cannot be published; kept so that it is said once */
+    AvahiStringList *txt;
+    AvahiEntryGroup *group;
+    TAILQ_ENTRY(svc) link;
+};
+
+struct rdb_dnssd {
+    struct rdb_broker *b;
+    const struct rdb_config *cfg;
+    struct rdb_avahi_poll *poll;
+    AvahiClient *client;
+    bool running; /* the client is AVAHI_CLIENT_S_RUNNING */
+    bool absent;  /* said that no daemon is there: say when one is */
+    struct event *reconnect;
+    struct event *sync;
+    char host[RDT_HOST_MAX + 1];
+    uint16_t port;             /* the broker's query port (0: none to publish) */
+    struct svc *self;          /* NULL: the broker itself is not published */
+    TAILQ_HEAD(, svc) servers; /* ids increasing, as the records */
+    struct svc *cursor;        /* where a sync walk is */
+};
+
+static void say(struct rdb_dnssd *d, int prio, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(struct rdb_dnssd *d, int prio, const char *fmt, ...)
+{
+    if (!d->cfg->log)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    d->cfg->log(prio, msg, d->cfg->log_arg);
+}
+
+/* Says once that the daemon is not there (until it is again). */
+static void say_absent(struct rdb_dnssd *d, const char *what)
+{
+    if (!d->absent)
+        say(d, LOG_WARNING, "DNS-SD: %s", what);
+    d->absent = true;
+}
+
+/* ---- One service ---- */
+
+static struct svc *svc_new(struct rdb_dnssd *d, unsigned id, const char *type, const char *name,
+                           uint16_t port)
+{
+    struct svc *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    *s = (struct svc){.d = d, .id = id, .type = type, .port = port};
+    snprintf(s->name, sizeof(s->name), "%s", name); /* cut to 63 bytes */
+    return s;
+}
+
+static void svc_free(struct svc *s)
+{
+    if (!s)
+        return;
+    if (s->group)
+        avahi_entry_group_free(s->group); /* withdrawn at once */
+    avahi_string_list_free(s->txt);
+    free(s);
+}
+
+/* Takes the DNS-SD way out of a name collision: "name #2", "name #3", ... */
+static void svc_rename(struct svc *s)
+{
+    char *n = avahi_alternative_service_name(s->name);
+    if (!n)
+        return;
+    say(s->d, LOG_NOTICE, "DNS-SD: the name \"%s\" is taken on the LAN; now \"%s\"", s->name, n);
+    snprintf(s->name, sizeof(s->name), "%s", n);
+    avahi_free(n);
+}
+
+static void svc_publish(struct svc *s);
+
+static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
+{
+    struct svc *s = arg;
+    s->group = g; /* first called inside avahi_entry_group_new */
+    switch (state) {
+    case AVAHI_ENTRY_GROUP_ESTABLISHED:
+        say(s->d, LOG_INFO, "DNS-SD: published \"%s\" as %s on port %u", s->name, s->type,
+            (unsigned)s->port);
+        break;
+    case AVAHI_ENTRY_GROUP_COLLISION:
+        svc_rename(s);
+        avahi_entry_group_reset(g);
+        svc_publish(s);
+        break;
+    case AVAHI_ENTRY_GROUP_FAILURE:
+        say(s->d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name,
+            avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
+        break;
+    default:
+        break;
+    }
+}
+
+static int svc_add(struct svc *s)
+{
+    return avahi_entry_group_add_service_strlst(s->group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, 0,
+                                                s->name, s->type, NULL, NULL, s->port, s->txt);
+}
+
+/* Adds and commits the service when the daemon runs and its group is empty. */
+static void svc_publish(struct svc *s)
+{
+    struct rdb_dnssd *d = s->d;
+    if (!d->running || s->skip)
+        return;
+    if (!s->group && !(s->group = avahi_entry_group_new(d->client, group_cb, s))) {
+        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name,
+            avahi_strerror(avahi_client_errno(d->client)));
+        return;
+    }
+    if (!avahi_entry_group_is_empty(s->group))
+        return;
+    int rc = svc_add(s);
+    for (int i = 0; rc == AVAHI_ERR_COLLISION && i < RENAMES_MAX; i++) {
+        svc_rename(s);
+        rc = svc_add(s);
+    }
+    if (rc == 0)
+        rc = avahi_entry_group_commit(s->group);
+    if (rc < 0)
+        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(rc));
+}
+
+/* ---- The broker's servers ---- */
+
+/* The server's own port when it is reached over tcp or ssl, else the broker's. The advert is
+ * read as a client's string (Password=* is one), as a client would dial it. */
+static uint16_t server_port(const struct rdb_dnssd *d, const char *advert)
+{
+    struct rdt_tstring ts;
+    char why[RDT_ERR_MAX], client[RDT_STRING_MAX + 32];
+    snprintf(client, sizeof(client), "%s,Server=localhost", advert);
+    if (rdt_parse(client, RDT_CLIENT, &ts, why, sizeof(why)) == 0 &&
+        (ts.proto == RDT_TCP || ts.proto == RDT_SSL) && ts.port_lo)
+        return ts.port_lo;
+    return d->port;
+}
+
+static struct svc *server_svc(struct rdb_dnssd *d, unsigned id, const struct rdb_entry *e)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s on %s", e->advert, d->host);
+    struct svc *s = svc_new(d, id, RDB_SERVER_SERVICE, name, server_port(d, e->advert));
+    if (!s)
+        return NULL;
+    if (strlen("advert=") + strlen(e->advert) > TXT_ITEM_MAX || !s->port) {
+        say(d, LOG_NOTICE, "DNS-SD: %.60s not published: %s", e->advert,
+            s->port ? "its string is too long for a TXT record" : "no port to publish");
+        s->skip = true;
+        return s;
+    }
+    s->txt = avahi_string_list_add_printf(NULL, "advert=%s", e->advert);
+    s->txt = avahi_string_list_add_printf(s->txt, "kind=%s", rdb_kind_name(e->kind));
+    s->txt = avahi_string_list_add_printf(s->txt, "v=%d", RDB_VERSION);
+    return s;
+}
+
+static void server_drop(struct rdb_dnssd *d, struct svc *s)
+{
+    TAILQ_REMOVE(&d->servers, s, link);
+    svc_free(s);
+}
+
+/* One listed record, in increasing ids: published servers before it are gone. */
+static void sync_one(unsigned id, const struct rdb_entry *e, void *arg)
+{
+    struct rdb_dnssd *d = arg;
+    while (d->cursor && d->cursor->id < id) {
+        struct svc *gone = d->cursor;
+        d->cursor = TAILQ_NEXT(gone, link);
+        server_drop(d, gone);
+    }
+    if (d->cursor && d->cursor->id == id) {
+        d->cursor = TAILQ_NEXT(d->cursor, link);
+        return;
+    }
+    struct svc *s = server_svc(d, id, e);
+    if (!s)
+        return;
+    if (d->cursor)
+        TAILQ_INSERT_BEFORE(d->cursor, s, link);
+    else
+        TAILQ_INSERT_TAIL(&d->servers, s, link);
+    svc_publish(s);
+}
+
+static void sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdb_dnssd *d = arg;
+    d->cursor = TAILQ_FIRST(&d->servers);
+    rdb_broker_each_listed(d->b, sync_one, d);
+    while (d->cursor) {
+        struct svc *gone = d->cursor;
+        d->cursor = TAILQ_NEXT(gone, link);
+        server_drop(d, gone);
+    }
+}
+
+/* ---- The client ---- */
+
+static void publish_all(struct rdb_dnssd *d)
+{
+    if (d->self)
+        svc_publish(d->self);
+    struct svc *s;
+    TAILQ_FOREACH(s, &d->servers, link)
+    svc_publish(s);
+}
+
+static void reset_all(struct rdb_dnssd *d)
+{
+    if (d->self && d->self->group)
+        avahi_entry_group_reset(d->self->group);
+    struct svc *s;
+    TAILQ_FOREACH(s, &d->servers, link)
+    if (s->group)
+        avahi_entry_group_reset(s->group);
+}
+
+static void schedule_reconnect(struct rdb_dnssd *d, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(d->reconnect, &tv);
+}
+
+static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
+{
+    struct rdb_dnssd *d = arg;
+    d->client = c; /* first called inside avahi_client_new */
+    d->running = state == AVAHI_CLIENT_S_RUNNING;
+    switch (state) {
+    case AVAHI_CLIENT_S_RUNNING:
+        if (d->absent)
+            say(d, LOG_NOTICE, "DNS-SD: avahi-daemon is running; publishing");
+        d->absent = false;
+        publish_all(d);
+        break;
+    case AVAHI_CLIENT_S_COLLISION:
+    case AVAHI_CLIENT_S_REGISTERING: /* the host's name changes: publish again when running */
+        reset_all(d);
+        break;
+    case AVAHI_CLIENT_CONNECTING:
+        say_absent(d, "avahi-daemon is not running; publishing when it starts");
+        break;
+    case AVAHI_CLIENT_FAILURE:
+        /* a new client, out of this callback: the old one and its groups are freed then */
+        if (avahi_client_errno(c) == AVAHI_ERR_DISCONNECTED) {
+            say_absent(d, "avahi-daemon went away; publishing again when it is back");
+            schedule_reconnect(d, 0);
+        } else {
+            char why[160];
+            snprintf(why, sizeof(why), "avahi-client: %s; trying again",
+                     avahi_strerror(avahi_client_errno(c)));
+            say_absent(d, why);
+            schedule_reconnect(d, RETRY_MS);
+        }
+        break;
+    }
+}
+
+static void forget_groups(struct rdb_dnssd *d)
+{
+    if (d->self)
+        d->self->group = NULL;
+    struct svc *s;
+    TAILQ_FOREACH(s, &d->servers, link)
+    s->group = NULL;
+}
+
+static void client_connect(struct rdb_dnssd *d)
+{
+    int err = 0;
+    AvahiClient *c =
+        avahi_client_new(rdb_avahi_poll_api(d->poll), AVAHI_CLIENT_NO_FAIL, client_cb, d, &err);
+    d->client = c;
+    if (c)
+        return;
+    /* no system bus at all: tried again on a timer */
+    d->running = false;
+    say_absent(d, "avahi-daemon is not running; publishing when it starts");
+    schedule_reconnect(d, RETRY_MS);
+}
+
+static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdb_dnssd *d = arg;
+    forget_groups(d); /* the client frees them */
+    if (d->client)
+        avahi_client_free(d->client);
+    d->client = NULL;
+    d->running = false;
+    client_connect(d);
+}
+
+/* ---- Life cycle ---- */
+
+static int self_svc(struct rdb_dnssd *d)
+{
+    struct rdb_service_info info;
+    if (rdb_broker_service(d->b, &info) != 0) {
+        say(d, LOG_NOTICE,
+            "DNS-SD: no plain tcp query endpoint (without a password) to "
+            "publish: the broker itself is not on the LAN");
+        return 0;
+    }
+    d->port = info.port;
+    d->self = svc_new(d, 0, RDB_SERVICE, info.instance, info.port);
+    if (!d->self)
+        return -ENOMEM;
+    for (int i = info.ntxt - 1; i >= 0; i--) /* each added in front */
+        d->self->txt = avahi_string_list_add(d->self->txt, info.txt[i]);
+    return 0;
+}
+
+int rdb_dnssd_open(struct rdb_dnssd **out, struct rdb_broker *b, struct event_base *base,
+                   const struct rdb_config *cfg)
+{
+    *out = NULL;
+    struct rdb_dnssd *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->b = b;
+    d->cfg = cfg;
+    TAILQ_INIT(&d->servers);
+    gethostname(d->host, sizeof(d->host) - 1);
+    d->poll = rdb_avahi_poll_new(base);
+    d->reconnect = evtimer_new(base, reconnect_cb, d);
+    d->sync = event_new(base, -1, 0, sync_cb, d);
+    if (!d->poll || !d->reconnect || !d->sync || self_svc(d) != 0) {
+        rdb_dnssd_free(d);
+        return -ENOMEM;
+    }
+    client_connect(d);
+    if (cfg->publish_servers)
+        rdb_dnssd_changed(d);
+    *out = d;
+    return 0;
+}
+
+void rdb_dnssd_changed(struct rdb_dnssd *d)
+{
+    if (d && d->cfg->publish_servers)
+        event_active(d->sync, EV_TIMEOUT, 0);
+}
+
+void rdb_dnssd_free(struct rdb_dnssd *d)
+{
+    if (!d)
+        return;
+    while (!TAILQ_EMPTY(&d->servers))
+        server_drop(d, TAILQ_FIRST(&d->servers));
+    svc_free(d->self);
+    if (d->client)
+        avahi_client_free(d->client);
+    rdb_avahi_poll_free(d->poll);
+    if (d->reconnect)
+        event_free(d->reconnect);
+    if (d->sync)
+        event_free(d->sync);
+    free(d);
+}

@@ -1,0 +1,399 @@
+/* DNS-SD on the LAN: rdbroker publishing itself and its servers through a real avahi-daemon
+ * (seen by avahi-browse, a real peer), and rdd_lan_open browsing brokers. Each test has its own
+ * bus and daemon, in a network namespace of its own (tests/avahi_harness.c). */
+#include "avahi_harness.h"
+#include "discover.h"
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct test_avahi av;
+static struct test_broker br[3];
+static char out[65536], logbuf[16384], host[256];
+
+static void start(bool daemon)
+{
+    char why[128];
+    if (!test_avahi_usable(why, sizeof(why)))
+        cr_skip_test("%s", why);
+    memset(br, 0, sizeof(br));
+    gethostname(host, sizeof(host) - 1);
+    cr_assert_eq(test_avahi_start(&av, daemon), 0, "the private bus or avahi-daemon did not start");
+}
+
+static void with_daemon(void)
+{
+    start(true);
+}
+
+static void bus_only(void)
+{
+    start(false);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < 3; i++) {
+        test_broker_stop(&br[i], SIGTERM);
+        cr_expect(test_logs_clean(&br[i], out, sizeof(out)), "a program reported: %s", out);
+        test_broker_cleanup(&br[i]);
+    }
+    test_avahi_cleanup(&av);
+}
+
+TestSuite(dnssd, .fini = teardown, .timeout = 40);
+
+/* Stops the brokers and checks that none (nor a server) reported a sanitizer error: in the test,
+ * where an expectation counts (teardown's are only logged). */
+static void brokers_done(void)
+{
+    for (int i = 0; i < 3; i++) {
+        test_broker_stop(&br[i], SIGTERM);
+        cr_expect(test_logs_clean(&br[i], out, sizeof(out)), "a program reported: %s", out);
+    }
+}
+
+/* ---- What avahi-browse sees ---- */
+
+struct seen {
+    char name[128], addr[64], txt[1024];
+    unsigned port;
+};
+
+/* avahi-browse -p escapes a name's bytes as \DDD (decimal). */
+static void unescape(const char *s, char *d, size_t len)
+{
+    size_t n = 0;
+    while (*s && n + 1 < len) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '9' && s[2] && s[3]) {
+            d[n++] = (char)((s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0'));
+            s += 4;
+        } else {
+            d[n++] = *s++;
+        }
+    }
+    d[n] = '\0';
+}
+
+/* The resolved rows (=;iface;proto;name;type;domain;host;addr;port;txt) of `type`. */
+static int browse(const char *type, struct seen *rows, int max)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "avahi-browse -rpt %s", type);
+    test_run(cmd, out, sizeof(out), false);
+    int n = 0;
+    for (char *save = NULL, *line = strtok_r(out, "\n", &save); line && n < max;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *f[10] = {0};
+        int k = 0;
+        for (char *p = line; k < 10; p = NULL)
+            if (!(f[k++] = strtok(p, ";")))
+                break;
+        if (k < 10 || !f[9] || strcmp(f[0], "=") != 0)
+            continue;
+        unescape(f[3], rows[n].name, sizeof(rows[n].name));
+        snprintf(rows[n].addr, sizeof(rows[n].addr), "%s", f[7]);
+        rows[n].port = (unsigned)atoi(f[8]);
+        snprintf(rows[n].txt, sizeof(rows[n].txt), "%s", f[9]);
+        n++;
+    }
+    return n;
+}
+
+static const struct seen *find_port(const struct seen *rows, int n, unsigned port)
+{
+    for (int i = 0; i < n; i++)
+        if (rows[i].port == port)
+            return &rows[i];
+    return NULL;
+}
+
+/* Polls avahi-browse (up to ms) until `type` has a row on each of the `nports` ports (present)
+ * or on none of them (!present). */
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static int wait_ports(const char *type, const unsigned *ports, int nports, bool present, int ms,
+                      struct seen *rows, int max)
+{
+    for (long end = now_ms() + ms;;) {
+        int n = browse(type, rows, max), hits = 0;
+        for (int i = 0; i < nports; i++)
+            hits += find_port(rows, n, ports[i]) != NULL;
+        if (hits == (present ? nports : 0))
+            return n;
+        if (now_ms() >= end)
+            return -1;
+        usleep(100000);
+    }
+}
+
+static void start_broker(int i, const char *a, const char *b)
+{
+    br[i].extra[0] = a;
+    br[i].extra[1] = b;
+    cr_assert_eq(test_broker_start(&br[i]), 0, "broker %d did not start", i);
+}
+
+static const char *broker_log(int i)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "cat %s", br[i].log);
+    test_run(cmd, logbuf, sizeof(logbuf), true);
+    return logbuf;
+}
+
+/* ---- The broker's own service ---- */
+
+Test(dnssd, two_brokers_one_host_collision_resolved, .init = with_daemon)
+{
+    start_broker(0, NULL, NULL);
+    start_broker(1, NULL, NULL);
+    start_broker(2, "-no-dnssd", NULL);
+    unsigned ports[] = {br[0].port, br[1].port};
+    struct seen rows[16];
+    int n = wait_ports(RDB_SERVICE, ports, 2, true, 8000, rows, 16);
+    cr_assert_geq(n, 2, "avahi-browse does not see both brokers: %s", out);
+    char name[128], alt[140], txt[512];
+    snprintf(name, sizeof(name), "rdq broker on %s", host);
+    snprintf(alt, sizeof(alt), "%s #2", name);
+    int plain = 0, second = 0;
+    for (int i = 0; i < 2; i++) {
+        const struct seen *s = find_port(rows, n, ports[i]);
+        snprintf(txt, sizeof(txt), "\"v=1\" \"host=%s\" \"query=tcp:Port=%u\"", host, ports[i]);
+        cr_expect_str_eq(s->txt, txt);
+        cr_expect_str_eq(s->addr, "127.0.0.1");
+        plain += strcmp(s->name, name) == 0;
+        second += strcmp(s->name, alt) == 0;
+    }
+    cr_expect(plain == 1 && second == 1, "names not \"%s\" and \"%s\"", name, alt);
+    char said[300];
+    snprintf(said, sizeof(said), "is taken on the LAN; now \"%s\"", alt);
+    cr_expect_eq(test_count(broker_log(0), said) + test_count(broker_log(1), said), 1);
+    /* -no-dnssd: never published, and no word of DNS-SD */
+    cr_expect_null(find_port(rows, n, br[2].port), "%s", out);
+    cr_expect_eq(test_count(broker_log(2), "DNS-SD"), 0, "%s", logbuf);
+    brokers_done();
+}
+
+Test(dnssd, publish_servers_listable_only_and_withdrawn_at_once, .init = with_daemon)
+{
+    start_broker(0, "-publish-servers", NULL);
+    unsigned p = test_free_ports(5);
+    char t1[64], t2[64], t3[64], t4[64], pipe[64];
+    snprintf(t1, sizeof(t1), "tcp:port=%u", p);
+    snprintf(t2, sizeof(t2), "tcp:port=%u,clicon=127.0.0.1", p + 1);
+    snprintf(t3, sizeof(t3), "tcp:port=%u,hidden", p + 2);
+    snprintf(t4, sizeof(t4), "tcp:port=%u", p + 3);
+    snprintf(pipe, sizeof(pipe), "npipe:pipe=shown%u", p);
+    const char *a1[] = {"rdsrv", "-t", t1, "-stub", "cat", NULL};
+    const char *a2[] = {"rdsrv", "-t", t2, "-stub", "cat", NULL};
+    const char *a3[] = {"rdsrv", "-t", t3, "-stub", "cat", NULL};
+    const char *a4[] = {"rdsrv", "-t", t4, "-stub", "cat", NULL};
+    const char *a5[] = {"rdsrv", "-t", pipe, "-stub", "cat", NULL};
+    char slog[160];
+    snprintf(slog, sizeof(slog), "%s/servers.log", br[0].dir);
+    char t6[64];
+    snprintf(t6, sizeof(t6), "tcp:port=%u,password=Secret12", p + 4);
+    const char *a6[] = {"rdsrv", "-t", t6, "-stub", "cat", NULL};
+    test_spawn(a6, slog, 0);
+    pid_t tcp = test_spawn(a1, slog, 0);
+    test_spawn(a2, slog, 0);
+    test_spawn(a3, slog, 0);
+    test_spawn(a4, slog, 65534); /* not privileged: never listed remotely */
+    test_spawn(a5, slog, 0);
+    for (int i = 0; i < 250 && test_count(broker_log(0), "registered:") < 6; i++)
+        usleep(20000);
+    cr_assert_eq(test_count(logbuf, "registered:"), 6, "%s", logbuf);
+    cr_assert_eq(test_count(logbuf, "not discoverable"), 1, "%s", logbuf);
+    unsigned want[] = {p, br[0].port, p + 4};
+    struct seen rows[16];
+    /* the pipe's server is published on the broker's port; hidden, clicon and unprivileged
+     * servers, registered before, never */
+    int n = wait_ports(RDB_SERVER_SERVICE, want, 3, true, 8000, rows, 16);
+    cr_assert_eq(n, 3, "avahi-browse sees not exactly the two listable servers: %s", out);
+    char txt[256], name[128];
+    snprintf(txt, sizeof(txt), "\"v=1\" \"kind=process\" \"advert=tcp:Port=%u\"", p);
+    cr_expect_str_eq(find_port(rows, n, p)->txt, txt);
+    snprintf(name, sizeof(name), "tcp:Port=%u on %s", p, host);
+    cr_expect_str_eq(find_port(rows, n, p)->name, name);
+    snprintf(txt, sizeof(txt), "\"v=1\" \"kind=process\" \"advert=npipe:Pipe=shown%u\"", p);
+    cr_expect_str_eq(find_port(rows, n, br[0].port)->txt, txt);
+    snprintf(txt, sizeof(txt), "\"v=1\" \"kind=process\" \"advert=tcp:Port=%u,Password=*\"", p + 4);
+    cr_expect_str_eq(find_port(rows, n, p + 4)->txt, txt);
+    /* the server ends: withdrawn at once (browsers drop it within about a second) */
+    test_stop(tcp, SIGTERM);
+    unsigned gone[] = {p};
+    n = wait_ports(RDB_SERVER_SERVICE, gone, 1, false, 5000, rows, 16);
+    cr_assert_eq(n, 2, "the ended server is still published, or another is gone: %s", out);
+    brokers_done();
+}
+
+Test(dnssd, daemon_restart_publishes_again, .init = with_daemon)
+{
+    start_broker(0, NULL, NULL);
+    unsigned ports[] = {br[0].port};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    test_avahi_daemon_stop(&av);
+    cr_assert(test_wait_file(br[0].log, "went away", 5000, logbuf, sizeof(logbuf)), "%s", logbuf);
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "not again: %s", out);
+    cr_assert(test_wait_file(br[0].log, "is running; publishing", 5000, logbuf, sizeof(logbuf)));
+    broker_log(0);
+    cr_expect_eq(test_count(logbuf, "avahi-daemon went away"), 1, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "avahi-daemon is running; publishing"), 1, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "published \"rdq broker on"), 2, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "is not running"), 0, "%s", logbuf);
+    brokers_done();
+}
+
+/* The broker serves as ever without a daemon, says so once, and publishes when one starts. */
+Test(dnssd, no_daemon_then_daemon_starts, .init = bus_only)
+{
+    start_broker(0, NULL, NULL);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, "Servers on localhost:\n");
+    usleep(300000);
+    cr_expect_eq(test_count(broker_log(0), "DNS-SD: avahi-daemon is not running; publishing when "
+                                           "it starts"),
+                 1, "%s", logbuf);
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    unsigned ports[] = {br[0].port};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    cr_expect_eq(test_count(broker_log(0), "is not running"), 1, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "avahi-daemon is running; publishing"), 1, "%s", logbuf);
+    brokers_done();
+}
+
+Test(dnssd, no_bus_at_all, .init = bus_only)
+{
+    test_avahi_no_bus(&av);
+    start_broker(0, NULL, NULL);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, "Servers on localhost:\n");
+    usleep(2500000); /* past a retry: still said once */
+    cr_expect_eq(test_count(broker_log(0), "DNS-SD: avahi-daemon is not running; publishing when "
+                                           "it starts"),
+                 1, "%s", logbuf);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    brokers_done();
+}
+
+/* ---- rdd_lan_open ---- */
+
+struct lan_run {
+    struct rdd_lan_broker got[8];
+    int n;
+    bool done;
+    char error[256];
+    struct event_base *base;
+    struct rdd_lan *l;
+};
+
+static void on_found(const struct rdd_lan_broker *b, void *arg)
+{
+    struct lan_run *r = arg;
+    if (r->n < 8)
+        r->got[r->n++] = *b;
+}
+
+static void on_done(const char *error, void *arg)
+{
+    struct lan_run *r = arg;
+    r->done = true;
+    snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
+    rdd_lan_free(r->l); /* from inside its callback */
+    r->l = NULL;
+    event_base_loopbreak(r->base);
+}
+
+/* Browses until done, within 5 s. */
+static void lan_browse(struct lan_run *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->base = event_base_new();
+    cr_assert_eq(rdd_lan_open(&r->l, r->base, on_found, on_done, r), 0);
+    struct timeval tv = {5, 0};
+    event_base_loopexit(r->base, &tv);
+    event_base_dispatch(r->base);
+    rdd_lan_free(r->l);
+    event_base_free(r->base);
+    cr_assert(r->done, "done was not called within 5 s");
+}
+
+static const struct rdd_lan_broker *lan_port(const struct lan_run *r, unsigned port)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->got[i].port == port)
+            return &r->got[i];
+    return NULL;
+}
+
+Test(dnssd, lan_finds_both_brokers, .init = with_daemon)
+{
+    start_broker(0, NULL, NULL);
+    start_broker(1, NULL, NULL);
+    unsigned ports[] = {br[0].port, br[1].port};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 2, true, 8000, rows, 8), 2, "%s", out);
+    struct lan_run r;
+    lan_browse(&r);
+    cr_expect_str_eq(r.error, "");
+    cr_assert_eq(r.n, 2, "found %d brokers", r.n);
+    for (int i = 0; i < 2; i++) {
+        const struct rdd_lan_broker *b = lan_port(&r, ports[i]);
+        cr_assert_not_null(b, "no broker on port %u", ports[i]);
+        cr_expect_str_eq(b->addr, "127.0.0.1");
+        cr_expect_str_eq(b->host, host);
+        cr_expect_eq(b->version, 1);
+        cr_expect_str_eq(b->instance, find_port(rows, 2, ports[i])->name);
+    }
+    brokers_done();
+}
+
+Test(dnssd, lan_finds_a_plain_avahi_publish, .init = with_daemon)
+{
+    unsigned port = test_free_ports(1);
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%u", port);
+    const char *argv[] = {"avahi-publish-service", "rdq by hand", RDB_SERVICE, ps, "v=1",
+                          "host=somehost",         NULL};
+    pid_t pub = test_avahi_spawn(argv);
+    unsigned ports[] = {port};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    struct lan_run r;
+    lan_browse(&r);
+    test_avahi_kill(pub);
+    cr_expect_str_eq(r.error, "");
+    cr_assert_eq(r.n, 1, "found %d brokers", r.n);
+    cr_expect_str_eq(r.got[0].instance, "rdq by hand");
+    cr_expect_str_eq(r.got[0].host, "somehost");
+    cr_expect_str_eq(r.got[0].addr, "127.0.0.1");
+    cr_expect_eq(r.got[0].port, port);
+    cr_expect_eq(r.got[0].version, 1);
+}
+
+Test(dnssd, lan_says_when_there_is_no_daemon, .init = bus_only)
+{
+    struct lan_run r;
+    lan_browse(&r);
+    cr_expect(strstr(r.error, "no avahi-daemon"), "%s", r.error);
+    cr_expect_eq(r.n, 0);
+    test_avahi_no_bus(&av);
+    lan_browse(&r);
+    cr_expect(strstr(r.error, "no avahi-daemon"), "%s", r.error);
+}
