@@ -311,3 +311,50 @@ Test(dnsupdate, settings_from_the_config_file)
     test_run(cmd, out, sizeof(out), true);
     cr_expect(strstr(out, " 30 IN\tSRV 0 0 "), "TTL 30: %s", out);
 }
+
+/* The mapped files of process `pid` that contain `lib`, into out ("" when none). */
+static const char *mapped(pid_t pid, const char *lib)
+{
+    snprintf(cmd, sizeof(cmd), "grep -F '%s' /proc/%d/maps | awk '{print $6}' | sort -u", lib,
+             (int)pid);
+    test_run(cmd, out, sizeof(out), true);
+    return out;
+}
+
+Test(dnsupdate, rdbroker_links_neither_ldns_nor_openssl)
+{
+    cr_expect_eq(test_run("readelf -d \"$(command -v rdbroker)\"", out, sizeof(out), true), 0, "%s",
+                 out);
+    cr_expect(strstr(out, "(NEEDED)"), "%s", out);
+    const char *libs[] = {"libldns", "libssl", "libcrypto"};
+    for (int i = 0; i < 3; i++)
+        cr_expect_null(strstr(out, libs[i]), "rdbroker links %s: %s", libs[i], out);
+}
+
+Test(dnsupdate, a_broker_without_dns_update_loads_neither_ldns_nor_openssl)
+{
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+    cr_expect_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    const char *libs[] = {"libldns", "libssl", "libcrypto"};
+    for (int i = 0; i < 3; i++)
+        cr_expect_str_empty(mapped(br.pid, libs[i]), "rdbroker loaded %s", out);
+}
+
+Test(dnsupdate, a_broker_with_dns_update_loads_ldns)
+{
+    broker_publish(keyfile, "60");
+    cr_assert(broker_log_has("site DNS: published", 3000, logtext, sizeof(logtext)), "%s", logtext);
+    cr_expect(strstr(mapped(br.pid, "libldns"), "libldns.so.3"), "no libldns mapped: %s", out);
+}
+
+Test(dnsupdate, a_broken_libldns_exits_2_naming_it)
+{
+    char path[128];
+    put("libldns.so.3", "", path, sizeof(path)); /* found first, and not a library */
+    snprintf(cmd, sizeof(cmd),
+             "LD_LIBRARY_PATH=%s rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s",
+             dir, dir, server, keyfile);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "rdbroker: -dns-update needs libldns (libldns3): "), "%s", out);
+    cr_expect(strstr(out, "libldns.so.3"), "%s", out);
+}

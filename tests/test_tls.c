@@ -523,5 +523,6 @@ Test(tls, no_program_links_openssl)
         cr_expect(strstr(out, "(NEEDED)"), "%s: %s", progs[i], out);
         cr_expect_null(strstr(out, "libssl"), "%s links libssl: %s", progs[i], out);
         cr_expect_null(strstr(out, "libcrypto"), "%s links libcrypto: %s", progs[i], out);
+        cr_expect_null(strstr(out, "libldns"), "%s links libldns: %s", progs[i], out);
     }
 }
