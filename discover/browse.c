@@ -325,7 +325,7 @@ static void job_start(struct job *j)
         job_dial(j, &j->b->via);
     } else if (!job_start_local(j)) {
         job_timer_set(j, true);
-        j->lookup = rdt_lookup_addrs(j->b->res, j->h.name, false, resolved_cb, j);
+        j->lookup = rdt_lookup_addrs(j->b->res, j->h.server, false, resolved_cb, j);
         if (!j->lookup)
             job_end(j, RDD_FAILED, "out of memory");
     }

@@ -397,3 +397,91 @@ Test(dnssd, lan_says_when_there_is_no_daemon, .init = bus_only)
     lan_browse(&r);
     cr_expect(strstr(r.error, "no avahi-daemon"), "%s", r.error);
 }
+
+/* ---- rdq -browse through the LAN ---- */
+
+static pid_t serve(int i, unsigned port)
+{
+    char t[64], log[160];
+    snprintf(t, sizeof(t), "tcp:port=%u", port);
+    snprintf(log, sizeof(log), "%s/servers.log", br[i].dir);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", br[i].sock, NULL};
+    return test_spawn(argv, log, 0);
+}
+
+/* Runs rdq -browse with `args` (-no-config: the LAN alone); stdout in out, stderr in logbuf. */
+static int browse_rdq(const char *args)
+{
+    char cmd[512], path[128];
+    snprintf(path, sizeof(path), "%s/browse.err", br[0].dir);
+    snprintf(cmd, sizeof(cmd), "rdq -browse -no-config %s 2>%s", args, path);
+    int rc = test_run(cmd, out, sizeof(out), false);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(logbuf, 1, sizeof(logbuf) - 1, f) : 0;
+    logbuf[n] = '\0';
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+Test(dnssd, browse_lists_the_servers_of_both_brokers, .init = with_daemon)
+{
+    start_broker(0, NULL, NULL);
+    start_broker(1, NULL, NULL);
+    unsigned p = test_free_ports(2), ports[] = {br[0].port, br[1].port};
+    serve(0, p);
+    serve(1, p + 1);
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 2, true, 8000, rows, 8), 2, "%s", out);
+    char want[2][256];
+    for (int i = 0; i < 2; i++)
+        snprintf(want[i], sizeof(want[i]),
+                 "%s\tRemote Process Server\ttcp:Port=%u,Server=127.0.0.1\n", host, p + i);
+    bool both = false;
+    for (int tries = 0; tries < 50 && !both; tries++) /* until both servers registered */
+        both = browse_rdq("-list") == 0 && strstr(out, want[0]) && strstr(out, want[1]);
+    cr_expect(both, "%s%s", out, logbuf);
+    cr_expect_eq(test_count(out, "\n"), 2, "%s", out);
+    cr_expect_str_eq(logbuf, "");
+    /* -QR without a host: the same, grouped */
+    char cmd[256], one[160];
+    snprintf(cmd, sizeof(cmd), "rdq -QR -no-config");
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    snprintf(one, sizeof(one), "Servers on %s:\nRemote Process Server - tcp:Port=%u\n", host, p);
+    cr_expect(strstr(out, one), "%s", out);
+    cr_expect_eq(test_count(out, "Servers on "), 2, "%s", out);
+    brokers_done();
+}
+
+Test(dnssd, browse_escapes_fields_and_reports_other_versions, .init = with_daemon)
+{
+    start_broker(0, "-no-dnssd", NULL);
+    unsigned p = test_free_ports(2), far = test_free_ports(1);
+    serve(0, p);
+    char ps[16], fs[16];
+    snprintf(ps, sizeof(ps), "%u", br[0].port);
+    snprintf(fs, sizeof(fs), "%u", far);
+    /* a broker whose host name holds the escape character (control characters never come
+     * through: lan.c takes printable names only), and one of another version */
+    const char *odd[] = {"avahi-publish-service", "odd one", RDB_SERVICE, ps, "v=1",
+                         "host=back\\slash\\",    NULL};
+    const char *next[] = {"avahi-publish-service", "next one", RDB_SERVICE, fs, "v=2",
+                          "host=future",           NULL};
+    pid_t a = test_avahi_spawn(odd), b = test_avahi_spawn(next);
+    unsigned ports[] = {br[0].port, far};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 2, true, 8000, rows, 8), 2, "%s", out);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "back\\\\slash\\\\\tRemote Process Server\ttcp:Port=%u,Server=127.0.0.1\n", p);
+    int rc = 0;
+    for (int tries = 0; tries < 5 && !strstr(out, want); tries++)
+        rc = browse_rdq("-list");
+    test_avahi_kill(a);
+    test_avahi_kill(b);
+    cr_expect_str_eq(out, want, "%s", logbuf);
+    cr_expect_eq(rc, 1, "%s", logbuf);
+    cr_expect(strstr(logbuf, "rdq: -browse: future: the broker speaks version 2 of the protocol"),
+              "%s", logbuf);
+    brokers_done();
+}
