@@ -38,31 +38,21 @@ static int server_split(const char *s, char *host, size_t len, unsigned *port)
     return 0;
 }
 
-/* An address literal as it is, else a name through getaddrinfo (at start only). */
+/* An address literal as it is, else a name through c-ares (at start only). */
 static int server_resolve(struct rdb_dnsup *u, const char *s, char *err, size_t errlen)
 {
     if (server_split(s, u->server, sizeof(u->server), &u->port)) {
         snprintf(err, errlen, "-dns-update %.200s: expected SERVER, SERVER:PORT or [IPV6]:PORT", s);
         return -EINVAL;
     }
-    char port[8];
-    snprintf(port, sizeof(port), "%u", u->port);
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(u->server, port, &hints, &ai);
-    if (rc == EAI_NONAME) {
-        hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-        rc = getaddrinfo(u->server, port, &hints, &ai);
-    }
-    if (rc || !ai) {
-        snprintf(err, errlen, "-dns-update %.200s: cannot resolve %.200s: %s", s, u->server,
-                 gai_strerror(rc));
+    struct rdt_addrs a;
+    char why[RDT_ERR_MAX];
+    int rc = rdt_resolve_addrs(u->server, false, 5000, &a, why, sizeof(why));
+    if (rc <= 0 || rdt_sockaddr_of(a.addr[0], u->port, &u->sa, &u->salen) != 0) {
+        snprintf(err, errlen, "-dns-update %.200s: cannot resolve %.200s", s,
+                 rc < 0 ? why : u->server);
         return -EHOSTUNREACH;
     }
-    memcpy(&u->sa, ai->ai_addr, ai->ai_addrlen);
-    u->salen = ai->ai_addrlen;
-    freeaddrinfo(ai);
     return 0;
 }
 

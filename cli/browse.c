@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define LIST_MAX 64
@@ -240,12 +241,38 @@ static void on_done(void *arg)
 }
 
 /* Prints what every host answered; returns the exit status: 0 when every host answered. */
+static int by_name(const void *a, const void *b)
+{
+    const struct rdd_host *x = *(const struct rdd_host *const *)a,
+                          *y = *(const struct rdd_host *const *)b;
+    int c = strcasecmp(x->name, y->name);
+    return c ? c : (x->port > y->port) - (x->port < y->port);
+}
+
+/* The hosts by name (and port): the order they answered in says nothing. */
+static const struct rdd_host **sorted_hosts(struct rdd_browse *b, size_t *n)
+{
+    *n = 0;
+    for (const struct rdd_host *h = rdd_browse_next(b, NULL); h; h = rdd_browse_next(b, h))
+        (*n)++;
+    const struct rdd_host **v = calloc(*n + 1, sizeof(*v));
+    size_t i = 0;
+    for (const struct rdd_host *h = rdd_browse_next(b, NULL); v && h; h = rdd_browse_next(b, h))
+        v[i++] = h;
+    if (v)
+        qsort(v, *n, sizeof(*v), by_name);
+    return v;
+}
+
 static int report(const struct browse_opts *o, struct rdd_browse *b, struct browse_run *run,
                   bool grouped, const char *verb)
 {
     json_t *hosts = json_array();
     int shown = 0, failed = 0;
-    for (const struct rdd_host *h = rdd_browse_next(b, NULL); h; h = rdd_browse_next(b, h)) {
+    size_t n;
+    const struct rdd_host **v = sorted_hosts(b, &n);
+    for (size_t k = 0; v && k < n; k++) {
+        const struct rdd_host *h = v[k];
         if (h->res.status != RDD_OK) {
             failed++;
             json_array_append_new(run->failed, json_pack("{s:s, s:s, s:b}", "what", h->name,
@@ -260,6 +287,7 @@ static int report(const struct browse_opts *o, struct rdd_browse *b, struct brow
             print_list(h);
         shown++;
     }
+    free(v);
     size_t i;
     json_t *f;
     if (o->json) {

@@ -243,7 +243,7 @@ static void job_dial(struct job *j, const struct rdt_tstring *ts)
     char err[RDT_ERR_MAX];
     job_timer_set(j, false);
     int rc = rdt_dial_async(&j->dialer, j->b->base, j->b->res, ts, NULL, RDT_ROLE_REQUESTER,
-                            (int)left_ms(j->b), dialed_cb, j, err, sizeof(err));
+                            j->b->cfg.timeout_ms, j->b->deadline, dialed_cb, j, err, sizeof(err));
     if (rc)
         job_fail_dial(j, rc, err);
 }

@@ -6,7 +6,7 @@
 #include <ares.h>
 #include <arpa/nameser.h>
 #include <errno.h>
-#include <netdb.h>
+#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,29 +112,45 @@ static void instance_add(struct dns_domain *d, const char *name)
         txt_cb(-ENOMEM, NULL, 0, "out of memory", in);
 }
 
+/* The instances the PTR records of an answer name. Not ares_parse_ptr_reply: it takes host
+ * names only, and an instance name is any text ("rdq broker on box17"). */
+static int ptr_names(struct dns_domain *d, const unsigned char *abuf, int alen)
+{
+    ns_msg msg;
+    ns_rr rr;
+    if (ns_initparse(abuf, alen, &msg) < 0)
+        return -EIO;
+    for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+        char *name = NULL;
+        long len;
+        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+            return -EIO;
+        if (ns_rr_type(rr) != ns_t_ptr || ns_rr_class(rr) != ns_c_in)
+            continue;
+        if (ares_expand_name(ns_rr_rdata(rr), abuf, alen, &name, &len) != ARES_SUCCESS)
+            return -EIO;
+        instance_add(d, name);
+        ares_free_string(name);
+    }
+    return 0;
+}
+
 static void ptr_cb(int rc, const unsigned char *abuf, int alen, const char *err, void *arg)
 {
     struct dns_domain *d = arg;
-    struct hostent *he = NULL;
-    unsigned char any[4] = {0};
     d->ptr = NULL;
     char what[RDT_HOST_MAX + 32], why[RDT_ERR_MAX];
     snprintf(what, sizeof(what), "domain %s", d->domain);
-    if (rc == 0 && ares_parse_ptr_reply(abuf, alen, any, sizeof(any), AF_INET, &he) != ARES_SUCCESS)
+    d->pending++; /* held while the instances start */
+    if (rc == 0 && ptr_names(d, abuf, alen) != 0)
         rc = -EIO, err = "the answer is not a list of PTR records";
+    if (rc == 0 && d->ninst == 0)
+        rc = -ENOENT, err = "the answer holds no PTR record";
     if (rc) {
         snprintf(why, sizeof(why), "no brokers listed (%s)", err);
         rdd_browse_source_failed(d->b, what, why);
-    } else {
-        d->pending++; /* held while the instances start */
-        instance_add(d, he->h_name);
-        for (char **a = he->h_aliases; a && *a; a++)
-            instance_add(d, *a);
-        d->pending--;
     }
-    if (he)
-        ares_free_hostent(he);
-    if (d->pending == 0)
+    if (--d->pending == 0)
         domain_close(d);
 }
 

@@ -205,6 +205,33 @@ Test(dnsupdate, records_removed_on_sigterm)
     cr_expect(broker_log_has("site DNS: removed", 100, logtext, sizeof(logtext)), "%s", logtext);
 }
 
+Test(dnsupdate, rdq_browse_finds_the_broker_through_its_records)
+{
+    /* the server given by name, resolved through c-ares as every name is */
+    char by_name[64];
+    snprintf(by_name, sizeof(by_name), "localhost:%u", dns_port);
+    snprintf(server, sizeof(server), "%s", by_name);
+    broker_publish(keyfile, "60");
+    unsigned p = test_free_ports(1);
+    char t[64], log[160], dns[64], want[512];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    snprintf(log, sizeof(log), "%s/servers.log", br.dir);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    test_spawn(argv, log, 0);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "%s", out);
+    snprintf(dns, sizeof(dns), "127.0.0.1:%u", dns_port);
+    setenv("RDQ_DNS_SERVERS", dns, 1);
+    const char *browse = "rdq -browse -list -no-lan -no-config -domain " ZONE " -timeout 2000";
+    snprintf(want, sizeof(want),
+             "%s." ZONE "\tRemote Process Server\ttcp:Port=%u,Server=%s." ZONE "\n", host, p, host);
+    cr_expect_eq(test_run(browse, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, want);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_eq(test_run(browse, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "rdq: -browse: domain " ZONE ": no brokers listed"), "%s", out);
+}
+
 Test(dnsupdate, records_deleted_by_others_come_back)
 {
     broker_publish(keyfile, "2"); /* refreshed every second */

@@ -244,7 +244,8 @@ static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
 
 int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_resolver *res,
                    const struct rdt_tstring *ts, const char *password, enum rdt_role role,
-                   int timeout_ms, rdt_dial_cb cb, void *arg, char *err, size_t errlen)
+                   int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
+                   size_t errlen)
 {
     *out = NULL;
     bool pipe = ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE;
@@ -259,7 +260,10 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
         .base = base, .ts = *ts, .role = role, .timeout_ms = timeout_ms, .cb = cb, .arg = arg};
     snprintf(d->password, sizeof(d->password), "%s", password ? password : "");
     snprintf(d->what, sizeof(d->what), "%s:%u", ts->server, ts->port_lo);
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    int64_t left = timeout_ms;
+    if (deadline && deadline - rdt_now_ms() < left)
+        left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     d->timer = evtimer_new(base, timer_cb, d);
     d->soon = event_new(base, -1, 0, soon_cb, d);
     int rc = d->timer && d->soon && evtimer_add(d->timer, &tv) == 0
@@ -313,7 +317,7 @@ int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const cha
         return rdt_errf(-ENOMEM, err, errlen, "cannot create an event loop");
     int rc = rdt_resolver_new(&res, w.base, err, errlen);
     if (rc == 0)
-        rc = rdt_dial_async(&d, w.base, res, ts, password, role, timeout_ms, wait_cb, &w, err,
+        rc = rdt_dial_async(&d, w.base, res, ts, password, role, timeout_ms, 0, wait_cb, &w, err,
                             errlen);
     while (rc == 0 && !w.done)
         if (event_base_loop(w.base, EVLOOP_ONCE) < 0)

@@ -53,9 +53,6 @@ int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_o
 #define RDT_RESOLVE_MS 5000
 int rdt_resolve(const char *host, bool ipv6, struct rdt_addrs *out, char *err, size_t errlen);
 
-/* A numeric address and port as a socket address. */
-int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len);
-
 /* Connects to a local pipe without blocking; a server whose backlog is full is tried again
  * until `deadline` (rdt_now_ms()), then -EBUSY. */
 int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 /* ---- Transport strings ------------------------------------------------------------------- */
@@ -257,6 +258,8 @@ struct rdt_lookup *rdt_lookup_query(struct rdt_resolver *r, const char *name, in
                                     rdt_query_cb cb, void *arg);
 /* Stops a look-up: its callback is not called. */
 void rdt_lookup_cancel(struct rdt_lookup *l);
+/* A numeric address (as a look-up gives it) and a port as a socket address: 0 or -EINVAL. */
+int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len);
 /* The same as rdt_lookup_addrs, waiting up to `timeout_ms` on a loop of its own. Returns the
  * count, or -errno with err set. */
 int rdt_resolve_addrs(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
@@ -292,14 +295,16 @@ int rdt_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *pa
 int64_t rdt_now_ms(void);
 
 /* Dialing on the caller's loop: names through `res`, then each address in turn, then the TLS
- * and session layers, all within `timeout_ms`. tcp and ssl (not clicon), npipe and spipe on
- * this host. `cb` gets the ready connection (the caller owns it) or NULL with rc and err; the
- * dialer frees itself after `cb` returns. */
+ * and session layers, all within `timeout_ms` (or by `deadline`, rdt_now_ms(), when that is not
+ * 0 and comes sooner: messages still speak of timeout_ms, the time the user allowed). tcp and ssl
+ * (not clicon), npipe and spipe on this host. `cb` gets the ready connection (the caller owns it)
+ * or NULL with rc and err; the dialer frees itself after `cb` returns. */
 struct rdt_dialer;
 typedef void (*rdt_dial_cb)(struct rdt_conn *conn, int rc, const char *err, void *arg);
 int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_resolver *res,
                    const struct rdt_tstring *ts, const char *password, enum rdt_role role,
-                   int timeout_ms, rdt_dial_cb cb, void *arg, char *err, size_t errlen);
+                   int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
+                   size_t errlen);
 /* Stops a dialer before its callback (which is then never called). Accepts NULL. */
 void rdt_dialer_free(struct rdt_dialer *d);
 
