@@ -142,8 +142,17 @@ unsigned test_free_ports(unsigned n)
         srand((unsigned)getpid() * 7919u ^ (unsigned)ts.tv_nsec);
         seeded = true;
     }
+    /* below the ephemeral range: a client's socket of another test never holds such a port */
+    unsigned lo = 10000, eph = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f && fscanf(f, "%u", &eph) != 1)
+        eph = 32768;
+    if (f)
+        fclose(f);
+    if (eph < lo + 2000 + n)
+        lo = 1024;
     for (int tries = 0; tries < 1000; tries++) {
-        unsigned base = 20000 + (unsigned)rand() % 30000, i;
+        unsigned base = lo + (unsigned)rand() % (eph - lo - n), i;
         for (i = 0; i < n && !handed_out(base + i) && port_free(base + i, AF_INET) &&
                     port_free(base + i, AF_INET6);
              i++)

@@ -34,7 +34,8 @@ void test_server_stop(struct test_server *t);
 /* Waits up to `ms` for `*counter` (read under the lock) to reach `want`. */
 bool test_server_wait(struct test_server *t, const int *counter, int want, int ms);
 
-/* A base port p where p..p+n-1 are free on both IPv4 and IPv6 wildcard addresses. */
+/* A base port p where p..p+n-1 are free on both IPv4 and IPv6 wildcard addresses, below the
+ * ephemeral range (where other tests' client sockets take theirs). */
 unsigned test_free_ports(unsigned n);
 /* Occupies `port` with a listening socket; returns the fd. */
 int test_take_port(unsigned port);
