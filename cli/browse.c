@@ -273,6 +273,8 @@ static int report(const struct browse_opts *o, struct rdd_browse *b, struct brow
     const struct rdd_host **v = sorted_hosts(b, &n);
     for (size_t k = 0; v && k < n; k++) {
         const struct rdd_host *h = v[k];
+        if (h->duplicate)
+            continue;
         if (h->res.status != RDD_OK) {
             failed++;
             json_array_append_new(run->failed, json_pack("{s:s, s:s, s:b}", "what", h->name,

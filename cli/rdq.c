@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
@@ -445,8 +446,19 @@ static int cmd_premote(int argc, char **argv)
     return rc;
 }
 
+/* Every broker asked at once holds a socket: the soft limit on files goes up to the hard one. */
+static void more_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    more_files();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -51,11 +51,27 @@ static void job_release(struct job *j)
 }
 
 /* The job's end: answered (RDD_OK) or failed with `status` and the reason. */
+static void job_start(struct job *j);
+
+/* A job ended: the first waiting one takes its place. */
+static void slot_free(struct rdd_browse *b)
+{
+    b->active--;
+    struct job *w;
+    TAILQ_FOREACH(w, &b->jobs, link)
+    if (w->waiting) {
+        w->waiting = false;
+        job_start(w);
+        return;
+    }
+}
+
 static void job_end(struct job *j, enum rdd_status status, const char *err)
 {
     if (j->h.done)
         return;
     j->h.done = true;
+    j->waiting = false;
     j->h.res.status = status;
     if (status != RDD_OK)
         snprintf(j->h.res.err, sizeof(j->h.res.err), "%s", err);
@@ -67,6 +83,8 @@ static void job_end(struct job *j, enum rdd_status status, const char *err)
     job_release(j);
     if (j->b->ops.host)
         j->b->ops.host(&j->h, j->b->arg);
+    if (j->started)
+        slot_free(j->b);
     rdd_browse_check_done(j->b);
 }
 
@@ -220,7 +238,8 @@ static void dialed_cb(struct rdt_conn *conn, int rc, const char *err, void *arg)
     if (rc) {
         j->last_rc = rc;
         snprintf(j->last_err, sizeof(j->last_err), "%s", err);
-        if (rc == -EPROTO || j->next_addr >= j->addrs.n || j->local) /* a broker that answered */
+        /* a broker that answered, or the time is up: no other address is tried */
+        if (rc == -EPROTO || rc == -ETIMEDOUT || j->next_addr >= j->addrs.n || j->local)
             job_fail_dial(j, rc, err);
         else
             job_dial_next(j);
@@ -270,6 +289,14 @@ static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void
         return;
     }
     j->addrs = *a;
+    struct job *o;
+    TAILQ_FOREACH(o, &j->b->jobs, link)
+    if (o != j && o->addrs.n && o->h.port == j->h.port &&
+        strcmp(o->addrs.addr[0], a->addr[0]) == 0 && !(o->h.done && o->h.res.status != RDD_OK)) {
+        j->h.duplicate = true; /* the same broker under another name: asked once */
+        job_end(j, RDD_OK, NULL);
+        return;
+    }
     job_dial_next(j);
 }
 
@@ -312,6 +339,19 @@ static bool job_start_local(struct job *j)
 
 static void job_start(struct job *j)
 {
+    if (j->b->active >= RDD_BROWSE_ACTIVE_MAX) {
+        j->waiting = true; /* started when another ends */
+        return;
+    }
+    j->b->active++;
+    j->started = true;
+    if (rdt_now_ms() >= j->b->deadline) {
+        char err[RDT_HOST_MAX + 128];
+        snprintf(err, sizeof(err), "%s: not asked: the %d ms allowed went by first", j->h.name,
+                 j->b->cfg.timeout_ms);
+        job_end(j, RDD_TIMEOUT, err);
+        return;
+    }
     j->timer = evtimer_new(j->b->base, job_timer_cb, j);
     if (!j->timer) {
         job_end(j, RDD_FAILED, "out of memory");
@@ -338,17 +378,33 @@ static bool same_host(const struct job *j, const char *server, uint16_t port)
     return j->h.port == port && strcasecmp(j->h.server, server) == 0;
 }
 
-int rdd_browse_add(struct rdd_browse *b, const char *name, const char *server, uint16_t port,
+/* A name as compared and shown: without the root's trailing dot. */
+static void name_copy(char *dst, size_t len, const char *src)
+{
+    size_t n = strlen(src);
+    snprintf(dst, len, "%.*s", (int)(n > 1 && src[n - 1] == '.' ? n - 1 : n), src);
+}
+
+int rdd_browse_add(struct rdd_browse *b, const char *name_in, const char *server_in, uint16_t port,
                    enum rdd_source source, const char *fail)
 {
     struct job *j;
+    char name[RDT_HOST_MAX + 1], server[RDT_HOST_MAX + 1];
+    name_copy(name, sizeof(name), name_in);
+    name_copy(server, sizeof(server), server_in);
     if (b->finished)
         return 0; /* found after the end: not asked */
     TAILQ_FOREACH(j, &b->jobs, link)
     if (same_host(j, server, port))
         return 0; /* found twice (named, and in DNS or on the LAN) */
-    if (b->njobs >= RDD_BROWSE_HOSTS_MAX)
+    if (b->njobs >= RDD_BROWSE_HOSTS_MAX) {
+        if (!b->too_many++)
+            rdd_browse_source_failed(
+                b, "hosts",
+                "more than " RDD_STR(
+                    RDD_BROWSE_HOSTS_MAX) " brokers found: the others are not asked");
         return -ENOSPC;
+    }
     j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
@@ -405,6 +461,8 @@ void rdd_browse_source_failed(struct rdd_browse *b, const char *what, const char
 
 /* ---- The whole ---- */
 
+static void start_cb(evutil_socket_t fd, short what, void *arg);
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -437,7 +495,7 @@ int rdd_browse_open(struct rdd_browse **out, struct event_base *base,
         b->via = *cfg->via;
         b->have_via = true;
     }
-    struct timeval tv = {cfg->timeout_ms / 1000, (cfg->timeout_ms % 1000) * 1000};
+    struct timeval tv = {cfg->timeout_ms / 1000, (cfg->timeout_ms % 1000) * 1000}, zero = {0, 0};
     int rc = rdt_resolver_new(&b->res, base, err, errlen);
     if (rc == 0 && (!(b->deadline_ev = evtimer_new(base, deadline_cb, b)) ||
                     evtimer_add(b->deadline_ev, &tv) != 0))
@@ -446,7 +504,23 @@ int rdd_browse_open(struct rdd_browse **out, struct event_base *base,
         rdd_browse_free(b);
         return rc;
     }
-    b->sources_open++; /* held while the sources start: nothing ends before they all did */
+    b->sources_open++; /* held until the sources start, from the loop */
+    if (!(b->start_ev = evtimer_new(base, start_cb, b)) || evtimer_add(b->start_ev, &zero) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rdd_browse_free(b);
+        return -ENOMEM;
+    }
+    *out = b;
+    return 0;
+}
+
+/* The sources start from the loop: nothing is called back from inside rdd_browse_open. */
+static void start_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdd_browse *b = arg;
+    const struct rdd_browse_config *cfg = &b->cfg;
     for (int i = 0; i < cfg->nhosts; i++) {
         char host[RDT_HOST_MAX + 1], why[RDT_HOST_MAX + 64];
         uint16_t port;
@@ -462,9 +536,7 @@ int rdd_browse_open(struct rdd_browse **out, struct event_base *base,
     if (cfg->lan)
         rdd_browse_lan_start(b);
     b->sources_open--;
-    *out = b;
     rdd_browse_check_done(b);
-    return 0;
 }
 
 void rdd_browse_free(struct rdd_browse *b)
@@ -483,6 +555,8 @@ void rdd_browse_free(struct rdd_browse *b)
     rdt_resolver_free(b->res);
     if (b->deadline_ev)
         event_free(b->deadline_ev);
+    if (b->start_ev)
+        event_free(b->start_ev);
     explicit_bzero(&b->via, sizeof(b->via));
     free(b);
 }

@@ -18,7 +18,9 @@ struct job {
     struct rdt_dialer *dialer;
     struct rdt_addrs addrs;
     int next_addr;
-    bool local; /* over a pipe: one address only */
+    bool local;   /* over a pipe: one address only */
+    bool waiting; /* found while RDD_BROWSE_ACTIVE_MAX others are being asked */
+    bool started;
     int last_rc;
     char last_err[RDT_ERR_MAX];
     struct rdt_conn *c;
@@ -39,7 +41,9 @@ struct rdd_browse {
     struct rdt_resolver *res;
     uint16_t port;
     int64_t deadline;
-    struct event *deadline_ev;
+    struct event *deadline_ev, *start_ev;
+    unsigned active; /* jobs being asked (each holds a socket) */
+    unsigned too_many;
     struct rdt_tstring via;
     bool have_via;
     TAILQ_HEAD(, job) jobs;
@@ -49,6 +53,10 @@ struct rdd_browse {
     int sources_open; /* domains and the LAN still looking */
     bool finished;
 };
+
+#define RDD_STR_(x) #x
+#define RDD_STR(x) RDD_STR_(x)
+#define RDD_BROWSE_ACTIVE_MAX 256 /* hosts asked at once; the others wait their turn */
 
 /* A host found: asked at once unless `fail` says why it cannot be (then reported so). A host
  * found twice (same server and port) is asked once. */

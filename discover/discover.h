@@ -89,6 +89,7 @@ struct rdd_host {
     uint16_t port;                 /* its query port */
     enum rdd_source source;
     bool done;             /* answered or failed: res says which */
+    bool duplicate;        /* done: the same broker as another host found (asked once) */
     struct rdd_result res; /* status, err, the address that answered, the rows */
 };
 
@@ -122,6 +123,58 @@ bool rdd_browse_finished(const struct rdd_browse *b);
 
 /* Splits HOST, HOST:PORT, [V6]:PORT or an IPv6 literal; `dflt` where no port is given. */
 int rdd_host_port(const char *s, uint16_t dflt, char *host, size_t len, uint16_t *port);
+
+/* ---- The browse list's model (rdq -browse in a terminal; no terminal code here) ----------- */
+
+#define RDD_FILTER_MAX 64
+#define RDD_KEY_MAX 1200
+
+struct rdd_model;
+
+/* One row of the list. */
+struct rdd_mrow {
+    char host[RDT_HOST_MAX + 1];
+    enum rdb_kind kind;
+    char advert[RDT_STRING_MAX];
+    char desc[RDB_DESC_MAX + 1];
+    char client[RDT_STRING_MAX + RDT_HOST_MAX + 16]; /* the complete client string */
+    char key[RDD_KEY_MAX];                           /* stable: the broker and the advert */
+};
+
+enum rdd_mhost_state { RDD_MH_ASKING, RDD_MH_ANSWERED, RDD_MH_FAILED };
+
+/* One host, as the list shows it. */
+struct rdd_mhost {
+    char name[RDT_HOST_MAX + 1];
+    char server[RDT_HOST_MAX + 1];
+    uint16_t port;
+    enum rdd_mhost_state state;
+    char err[2 * RDT_ERR_MAX];
+    size_t nrows;
+};
+
+/* A model showing the rows of `kind` (the reference's two dialogs: debugging servers, or
+ * process and KD servers; or all). NULL when out of memory. */
+struct rdd_model *rdd_model_new(enum rdb_filter kind);
+void rdd_model_free(struct rdd_model *m);
+/* A host found (being asked), answered (its rows join the list, sorted by host) or failed: as
+ * rdd_browse_ops.host gives it. */
+int rdd_model_host(struct rdd_model *m, const struct rdd_host *h);
+/* Rows whose host, type, advert or description hold every word of `text` (any case). */
+int rdd_model_set_filter(struct rdd_model *m, const char *text);
+const char *rdd_model_filter(const struct rdd_model *m);
+void rdd_model_set_kind(struct rdd_model *m, enum rdb_filter kind);
+enum rdb_filter rdd_model_kind(const struct rdd_model *m);
+/* The rows shown, the selected one's index among them (it keeps its row whatever arrives; a
+ * row filtered away passes it to its neighbour), and moving it by `delta` (clamped). */
+size_t rdd_model_count(const struct rdd_model *m);
+const struct rdd_mrow *rdd_model_row(const struct rdd_model *m, size_t i);
+size_t rdd_model_selected(const struct rdd_model *m);
+void rdd_model_move(struct rdd_model *m, long delta);
+/* The selected row, or NULL when none is shown. */
+const struct rdd_mrow *rdd_model_pick(const struct rdd_model *m);
+size_t rdd_model_hosts(const struct rdd_model *m);
+const struct rdd_mhost *rdd_model_host_at(const struct rdd_model *m, size_t i);
 
 /* ---- Brokers on the LAN (DNS-SD through avahi-daemon) -------------------------------------- */
 

@@ -13,9 +13,11 @@
 
 #define INSTANCES_MAX 64
 
+#define NAME_TEXT_MAX 1024 /* a name in presentation form, escapes and all */
+
 struct instance {
     struct dns_domain *d;
-    char name[RDT_HOST_MAX + 1];
+    char name[NAME_TEXT_MAX];
     struct rdt_lookup *srv, *txt;
     bool srv_done, txt_done;
     char target[RDT_HOST_MAX + 1];
@@ -30,7 +32,7 @@ struct dns_domain {
     char domain[RDT_HOST_MAX + 1];
     struct rdt_lookup *ptr;
     bool open; /* counted in b->sources_open */
-    int ninst, pending;
+    int ninst, pending, dropped;
     struct instance inst[INSTANCES_MAX];
 };
 
@@ -67,7 +69,12 @@ static void srv_cb(int rc, const unsigned char *abuf, int alen, const char *err,
     struct ares_srv_reply *srv = NULL;
     in->srv = NULL;
     in->srv_done = true;
-    if (rc == 0 && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS && srv) {
+    if (rc == 0 && ares_parse_srv_reply(abuf, alen, &srv) == ARES_SUCCESS && srv &&
+        (!srv->host[0] || strcmp(srv->host, ".") == 0 || srv->port == 0)) {
+        snprintf(in->err, sizeof(in->err),
+                 "its SRV record says no broker is there (target \"%s\", port %u)", srv->host,
+                 srv->port);
+    } else if (rc == 0 && srv) {
         size_t n = strlen(srv->host);
         snprintf(in->target, sizeof(in->target), "%.*s",
                  (int)(n && srv->host[n - 1] == '.' ? n - 1 : n), srv->host);
@@ -98,8 +105,10 @@ static void txt_cb(int rc, const unsigned char *abuf, int alen, const char *err,
 
 static void instance_add(struct dns_domain *d, const char *name)
 {
-    if (d->ninst >= INSTANCES_MAX)
+    if (d->ninst >= INSTANCES_MAX) {
+        d->dropped++;
         return;
+    }
     struct instance *in = &d->inst[d->ninst++];
     in->d = d;
     snprintf(in->name, sizeof(in->name), "%s", name);
@@ -146,6 +155,11 @@ static void ptr_cb(int rc, const unsigned char *abuf, int alen, const char *err,
         rc = -EIO, err = "the answer is not a list of PTR records";
     if (rc == 0 && d->ninst == 0)
         rc = -ENOENT, err = "the answer holds no PTR record";
+    if (d->dropped) {
+        snprintf(why, sizeof(why), "%d more brokers listed, not asked (at most %d a domain)",
+                 d->dropped, INSTANCES_MAX);
+        rdd_browse_source_failed(d->b, what, why);
+    }
     if (rc) {
         snprintf(why, sizeof(why), "no brokers listed (%s)", err);
         rdd_browse_source_failed(d->b, what, why);

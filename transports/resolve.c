@@ -15,7 +15,11 @@
 #include <strings.h>
 #include <sys/queue.h>
 
-#define WATCH_MAX 64
+#define WATCH_MAX 64 /* c-ares opens a socket or two per name server */
+#define INFLIGHT_MAX                                                                               \
+    64                     /* queries on the wire at once: more wait their turn (a burst of        \
+                              thousands would overflow the one socket's receive buffer) */
+#define NAME_MAX_TEXT 1024 /* a name in presentation form, escapes and all */
 
 struct watch {
     ares_socket_t fd;
@@ -25,11 +29,12 @@ struct watch {
 struct rdt_lookup {
     struct rdt_resolver *r;
     LIST_ENTRY(rdt_lookup) link;
+    TAILQ_ENTRY(rdt_lookup) qlink; /* while queued */
+    bool queued;
     bool cancelled;
     bool in_ares;      /* c-ares holds it: freed when c-ares calls back */
-    bool starting;     /* inside the call that starts it: an answer waits for the loop */
-    struct event *now; /* an answer passed on from the loop (a literal, or one c-ares gave at
-                          once) */
+    bool starting;     /* inside the call that hands it to c-ares: an answer waits */
+    struct event *now; /* passes an answer on from the loop */
     int rc;
     char err[RDT_ERR_MAX];
     unsigned char *abuf;
@@ -37,8 +42,10 @@ struct rdt_lookup {
     rdt_addrs_cb acb;
     rdt_query_cb qcb;
     void *arg;
+    bool ipv6;
+    int type;
     struct rdt_addrs addrs;
-    char name[RDT_HOST_MAX + 1];
+    char name[NAME_MAX_TEXT];
 };
 
 struct rdt_resolver {
@@ -47,6 +54,9 @@ struct rdt_resolver {
     struct watch watches[WATCH_MAX];
     struct event *timer;
     LIST_HEAD(, rdt_lookup) lookups;
+    TAILQ_HEAD(, rdt_lookup) queue;
+    int inflight;
+    bool closing;
 };
 
 static void rearm(struct rdt_resolver *r)
@@ -113,15 +123,17 @@ int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *e
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
     r->base = base;
     LIST_INIT(&r->lookups);
+    TAILQ_INIT(&r->queue);
     const char *servers = getenv("RDQ_DNS_SERVERS");
     bool only = servers && servers[0];
     struct ares_options o = {.sock_state_cb = sock_state_cb,
                              .sock_state_cb_data = r,
                              .timeout = 1000,
                              .tries = 3,
+                             .socket_receive_buffer_size = 1 << 20,
                              .lookups = (char *)"b",
                              .ndomains = 0};
-    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_RCVBUF |
                (only ? ARES_OPT_LOOKUPS | ARES_OPT_DOMAINS : 0);
     int rc = ares_init_options(&r->ch, &o, mask);
     if (rc == ARES_SUCCESS && only)
@@ -141,32 +153,12 @@ int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *e
 static void lookup_free(struct rdt_lookup *l)
 {
     LIST_REMOVE(l, link);
+    if (l->queued)
+        TAILQ_REMOVE(&l->r->queue, l, qlink);
     if (l->now)
         event_free(l->now);
     free(l->abuf);
     free(l);
-}
-
-static void now_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct rdt_lookup *l = arg;
-    const char *err = l->rc ? l->err : NULL;
-    if (l->acb)
-        l->acb(l->rc, &l->addrs, err, l->arg);
-    else
-        l->qcb(l->rc, l->abuf, l->alen, err, l->arg);
-    lookup_free(l);
-}
-
-/* Passes the answer on from the loop: a callback never runs inside the call that asked. */
-static int deliver_later(struct rdt_lookup *l)
-{
-    struct timeval zero = {0, 0};
-    if (!(l->now = evtimer_new(l->r->base, now_cb, l)) || evtimer_add(l->now, &zero) != 0)
-        return -ENOMEM;
-    return 0;
 }
 
 void rdt_resolver_free(struct rdt_resolver *r)
@@ -174,6 +166,7 @@ void rdt_resolver_free(struct rdt_resolver *r)
     if (!r)
         return;
     struct rdt_lookup *l, *next;
+    r->closing = true; /* nothing queued starts while c-ares calls back */
     LIST_FOREACH(l, &r->lookups, link)
     l->cancelled = true;
     if (r->ch)
@@ -229,13 +222,45 @@ static void fail_text(const struct rdt_lookup *l, int status, char *err, size_t 
         snprintf(err, len, "%s: name not found (%s)", l->name, ares_strerror(status));
 }
 
-/* Ends a look-up that c-ares held: passes the answer on unless it was cancelled. */
+static void now_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdt_lookup *l = arg;
+    const char *err = l->rc ? l->err : NULL;
+    if (l->acb)
+        l->acb(l->rc, &l->addrs, err, l->arg);
+    else
+        l->qcb(l->rc, l->abuf, l->alen, err, l->arg);
+    lookup_free(l);
+}
+
+/* Passes the answer on from the loop: a callback never runs inside the call that asked. */
+static void deliver_later(struct rdt_lookup *l)
+{
+    struct timeval zero = {0, 0};
+    evtimer_add(l->now, &zero);
+}
+
+static void launch(struct rdt_lookup *l);
+
+/* Starts queued look-ups while there is room on the wire. */
+static void pump(struct rdt_resolver *r)
+{
+    while (!r->closing && r->inflight < INFLIGHT_MAX && !TAILQ_EMPTY(&r->queue))
+        launch(TAILQ_FIRST(&r->queue));
+}
+
+/* c-ares is done with a look-up: true when its answer is to be passed on. */
 static bool lookup_take(struct rdt_lookup *l)
 {
+    struct rdt_resolver *r = l->r;
     l->in_ares = false;
+    r->inflight--;
     bool live = !l->cancelled;
     if (!live)
         lookup_free(l);
+    pump(r);
     return live;
 }
 
@@ -260,84 +285,11 @@ static void addr_cb(void *arg, int status, int timeouts, struct ares_addrinfo *r
     if (l->rc)
         fail_text(l, status ? status : ARES_ENODATA, l->err, sizeof(l->err));
     if (l->starting) {
-        l->rc = deliver_later(l) ? -ENOMEM : l->rc;
+        deliver_later(l);
         return;
     }
     l->acb(l->rc, a, l->rc ? l->err : NULL, l->arg);
     lookup_free(l);
-}
-
-/* Answers that need no name server: address literals and the localhost names (RFC 6761). */
-static bool answer_itself(struct rdt_lookup *l, bool ipv6)
-{
-    struct in6_addr a;
-    struct rdt_addrs *out = &l->addrs;
-    size_t n = strlen(l->name);
-    bool v4 = inet_pton(AF_INET, l->name, &a) == 1, v6 = inet_pton(AF_INET6, l->name, &a) == 1;
-    if (v4 && ipv6) {
-        l->rc = -EINVAL;
-        snprintf(l->err, sizeof(l->err), "%s is an IPv4 address, and ipversion=6 wants IPv6",
-                 l->name);
-        return true;
-    }
-    if (v4 || v6) {
-        snprintf(out->addr[out->n++], sizeof(out->addr[0]), "%s", l->name);
-    } else if (strcasecmp(l->name, "localhost") == 0 || strcasecmp(l->name, "localhost.") == 0 ||
-               (n > 10 && strcasecmp(l->name + n - 10, ".localhost") == 0)) {
-        if (!ipv6)
-            snprintf(out->addr[out->n++], sizeof(out->addr[0]), "127.0.0.1");
-        snprintf(out->addr[out->n++], sizeof(out->addr[0]), "::1");
-    }
-    return out->n > 0;
-}
-
-/* The end of a call that starts a look-up: c-ares answered at once (from /etc/hosts, or a bad
- * name: the answer waits for the loop), or it is asking. */
-static struct rdt_lookup *started(struct rdt_lookup *l, int rc)
-{
-    l->starting = false;
-    if (rc) {
-        if (!l->in_ares)
-            lookup_free(l);
-        else
-            l->cancelled = true;
-        return NULL;
-    }
-    if (l->in_ares)
-        rearm(l->r);
-    return l;
-}
-
-static struct rdt_lookup *lookup_new(struct rdt_resolver *r, const char *name, void *arg)
-{
-    struct rdt_lookup *l = calloc(1, sizeof(*l));
-    if (!l)
-        return NULL;
-    l->r = r;
-    l->arg = arg;
-    size_t n = strlen(name);
-    if (n >= 2 && name[0] == '[' && name[n - 1] == ']')
-        snprintf(l->name, sizeof(l->name), "%.*s", (int)(n - 2), name + 1);
-    else
-        snprintf(l->name, sizeof(l->name), "%s", name);
-    LIST_INSERT_HEAD(&r->lookups, l, link);
-    return l;
-}
-
-struct rdt_lookup *rdt_lookup_addrs(struct rdt_resolver *r, const char *host, bool ipv6,
-                                    rdt_addrs_cb cb, void *arg)
-{
-    struct rdt_lookup *l = lookup_new(r, host, arg);
-    if (!l)
-        return NULL;
-    l->acb = cb;
-    if (answer_itself(l, ipv6))
-        return started(l, deliver_later(l));
-    struct ares_addrinfo_hints hints = {.ai_family = ipv6 ? AF_INET6 : AF_UNSPEC,
-                                        .ai_socktype = SOCK_STREAM};
-    l->in_ares = l->starting = true;
-    ares_getaddrinfo(r->ch, l->name, NULL, &hints, addr_cb, l);
-    return started(l, l->rc == -ENOMEM && !l->now ? -ENOMEM : 0);
 }
 
 static void query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -354,23 +306,120 @@ static void query_cb(void *arg, int status, int timeouts, unsigned char *abuf, i
             memcpy(l->abuf, abuf, (size_t)alen), l->alen = alen;
         else if (l->rc == 0)
             l->rc = -ENOMEM;
-        l->rc = deliver_later(l) ? -ENOMEM : l->rc;
+        deliver_later(l);
         return;
     }
     l->qcb(l->rc, abuf, l->rc ? 0 : alen, l->rc ? l->err : NULL, l->arg);
     lookup_free(l);
 }
 
+/* Hands a queued look-up to c-ares. c-ares may answer at once (from /etc/hosts, or a bad
+ * name): that answer waits for the loop. */
+static void launch(struct rdt_lookup *l)
+{
+    struct rdt_resolver *r = l->r;
+    TAILQ_REMOVE(&r->queue, l, qlink);
+    l->queued = false;
+    l->in_ares = l->starting = true;
+    r->inflight++;
+    if (l->acb) {
+        struct ares_addrinfo_hints hints = {.ai_family = l->ipv6 ? AF_INET6 : AF_UNSPEC,
+                                            .ai_socktype = SOCK_STREAM};
+        ares_getaddrinfo(r->ch, l->name, NULL, &hints, addr_cb, l);
+    } else {
+        ares_query(r->ch, l->name, 1 /* C_IN */, l->type, query_cb, l);
+    }
+    l->starting = false;
+    rearm(r);
+}
+
+/* Answers that need no name server: address literals and the localhost names (RFC 6761). */
+static bool answer_itself(struct rdt_lookup *l)
+{
+    struct in6_addr a;
+    struct rdt_addrs *out = &l->addrs;
+    size_t n = strlen(l->name);
+    bool v4 = inet_pton(AF_INET, l->name, &a) == 1, v6 = inet_pton(AF_INET6, l->name, &a) == 1;
+    if (v4 && l->ipv6) {
+        l->rc = -EINVAL;
+        snprintf(l->err, sizeof(l->err), "%s is an IPv4 address, and ipversion=6 wants IPv6",
+                 l->name);
+        return true;
+    }
+    if (v4 || v6) {
+        snprintf(out->addr[out->n++], sizeof(out->addr[0]), "%s", l->name);
+    } else if (strcasecmp(l->name, "localhost") == 0 || strcasecmp(l->name, "localhost.") == 0 ||
+               (n > 10 && strcasecmp(l->name + n - 10, ".localhost") == 0)) {
+        if (!l->ipv6)
+            snprintf(out->addr[out->n++], sizeof(out->addr[0]), "127.0.0.1");
+        snprintf(out->addr[out->n++], sizeof(out->addr[0]), "::1");
+    }
+    return out->n > 0;
+}
+
+/* A look-up of `name`: answered from the loop when it needs no name server or cannot be
+ * asked (a name too long), else queued for c-ares. */
+static struct rdt_lookup *lookup_new(struct rdt_resolver *r, const char *name, bool addrs,
+                                     void *arg)
+{
+    struct rdt_lookup *l = calloc(1, sizeof(*l));
+    if (!l || !(l->now = evtimer_new(r->base, now_cb, l))) {
+        free(l);
+        return NULL;
+    }
+    l->r = r;
+    l->arg = arg;
+    LIST_INSERT_HEAD(&r->lookups, l, link);
+    size_t n = strlen(name);
+    bool bracketed = n >= 2 && name[0] == '[' && name[n - 1] == ']';
+    if (n >= sizeof(l->name) || (n > RDT_HOST_MAX && addrs)) {
+        snprintf(l->name, sizeof(l->name), "%.60s...", name);
+        l->rc = -EINVAL;
+        snprintf(l->err, sizeof(l->err), "%s: a name of more than %d characters", l->name,
+                 addrs ? RDT_HOST_MAX : (int)sizeof(l->name) - 1);
+        deliver_later(l);
+        return l;
+    }
+    snprintf(l->name, sizeof(l->name), "%.*s", (int)(bracketed ? n - 2 : n),
+             bracketed ? name + 1 : name);
+    return l;
+}
+
+static struct rdt_lookup *enqueue(struct rdt_lookup *l)
+{
+    struct rdt_resolver *r = l->r;
+    if (evtimer_pending(l->now, NULL))
+        return l; /* already answered */
+    TAILQ_INSERT_TAIL(&r->queue, l, qlink);
+    l->queued = true;
+    pump(r);
+    return l;
+}
+
+struct rdt_lookup *rdt_lookup_addrs(struct rdt_resolver *r, const char *host, bool ipv6,
+                                    rdt_addrs_cb cb, void *arg)
+{
+    struct rdt_lookup *l = lookup_new(r, host, true, arg);
+    if (!l)
+        return NULL;
+    l->acb = cb;
+    l->ipv6 = ipv6;
+    if (!evtimer_pending(l->now, NULL) && answer_itself(l)) {
+        deliver_later(l);
+        return l;
+    }
+    return enqueue(l);
+}
+
 struct rdt_lookup *rdt_lookup_query(struct rdt_resolver *r, const char *name, int type,
                                     rdt_query_cb cb, void *arg)
 {
-    struct rdt_lookup *l = lookup_new(r, name, arg);
+    struct rdt_lookup *l = lookup_new(r, name, false, arg);
     if (!l)
         return NULL;
     l->qcb = cb;
-    l->in_ares = l->starting = true;
-    ares_query(r->ch, l->name, 1 /* C_IN */, type, query_cb, l);
-    return started(l, l->rc == -ENOMEM && !l->now ? -ENOMEM : 0);
+    l->type = type;
+    return enqueue(l);
 }
 
 /* ---- The same, waiting: for callers without a loop of their own ---- */
