@@ -240,8 +240,15 @@ int test_avahi_start(struct test_avahi *a, bool daemon)
     char cmd[160];
     snprintf(cmd, sizeof(cmd), "ip netns add %s && ip -n %s link set lo up", a->ns, a->ns);
     int rc = write_configs(a);
-    if (rc == 0 && run(cmd) != 0)
-        rc = -EPERM;
+    /* ip netns add, run by two workers at once, can lose a race on /run/netns: try again */
+    for (int tries = 0; rc == 0 && run(cmd) != 0; tries++) {
+        char del[96];
+        snprintf(del, sizeof(del), "ip netns del %s 2>/dev/null", a->ns);
+        run(del);
+        if (tries == 4)
+            rc = -EPERM;
+        usleep(100000);
+    }
     if (rc == 0)
         rc = bus_start(a);
     if (rc == 0 && daemon)

@@ -25,7 +25,9 @@ static void start(bool daemon)
         cr_skip_test("%s", why);
     memset(br, 0, sizeof(br));
     gethostname(host, sizeof(host) - 1);
-    cr_assert_eq(test_avahi_start(&av, daemon), 0, "the private bus or avahi-daemon did not start");
+    int rc = test_avahi_start(&av, daemon);
+    cr_assert_eq(rc, 0, "the private bus or avahi-daemon did not start (%s): see %s", strerror(-rc),
+                 av.dir);
 }
 
 static void with_daemon(void)

@@ -156,10 +156,11 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
 
 /* ---- TCP ---- */
 
-int rdt_resolve(const char *host, bool ipv6, struct rdt_addrs *out, char *err, size_t errlen)
+int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
+                size_t errlen)
 {
     char why[RDT_ERR_MAX];
-    int rc = rdt_resolve_addrs(host, ipv6, RDT_RESOLVE_MS, out, why, sizeof(why));
+    int rc = rdt_resolve_addrs(host, ipv6, timeout_ms > 0 ? timeout_ms : 1, out, why, sizeof(why));
     if (rc < 0)
         return rdt_errf(rc == -ENOENT ? -ENXIO : -EHOSTUNREACH, err, errlen, "cannot resolve %s%s",
                         why, ipv6 ? " (IPv6)" : "");
@@ -329,7 +330,7 @@ static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct r
                         char *err, size_t errlen)
 {
     struct rdt_addrs addrs;
-    int rc = rdt_resolve(ts->clicon, ts->ipv6, &addrs, err, errlen);
+    int rc = rdt_resolve(ts->clicon, ts->ipv6, (int)(deadline - rdt_now_ms()), &addrs, err, errlen);
     if (rc)
         return rc;
     uint16_t port;

@@ -49,9 +49,9 @@ struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const ch
 /* A non-blocking socket connect towards `sa`: 0 (connected), -EINPROGRESS, or -errno. */
 int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_out);
 
-/* The addresses of `host` through c-ares (ipv6: IPv6 only), waiting up to RDT_RESOLVE_MS. */
-#define RDT_RESOLVE_MS 5000
-int rdt_resolve(const char *host, bool ipv6, struct rdt_addrs *out, char *err, size_t errlen);
+/* The addresses of `host` through c-ares (ipv6: IPv6 only), waiting up to `timeout_ms`. */
+int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
+                size_t errlen);
 
 /* Connects to a local pipe without blocking; a server whose backlog is full is tried again
  * until `deadline` (rdt_now_ms()), then -EBUSY. */

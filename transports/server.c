@@ -50,6 +50,8 @@ struct rdt_server {
     struct event *resume_ev; /* accepting again after running out of descriptors */
     struct event *redial_ev; /* clicon */
     unsigned redial_ms;
+    struct rdt_resolver *res; /* clicon: the client's name, on the server's loop */
+    struct rdt_lookup *lookup;
     struct rdt_tls *tls; /* ssl, spipe: the server's context, its certificate loaded */
     rdt_server_cb cb;
     void *arg;
@@ -381,20 +383,19 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- Dialing the client (clicon) ---- */
 
-static void dial_once(struct rdt_server *srv)
+static void dial_resolved(int rc, const struct rdt_addrs *addrs, const char *err, void *arg)
 {
-    char err[RDT_ERR_MAX];
-    struct rdt_addrs addrs;
+    struct rdt_server *srv = arg;
     struct sockaddr_storage sa;
     socklen_t salen;
-    int rc = rdt_resolve(srv->ts.clicon, srv->ts.ipv6, &addrs, err, sizeof(err));
+    srv->lookup = NULL;
     if (rc) {
-        report(srv, srv->ts.clicon, "%s", err);
+        report(srv, srv->ts.clicon, "cannot resolve %s", err);
         schedule_redial(srv);
         return;
     }
     int fd = -1;
-    rc = rdt_sockaddr_of(addrs.addr[0], srv->ts.port_lo, &sa, &salen);
+    rc = rdt_sockaddr_of(addrs->addr[0], srv->ts.port_lo, &sa, &salen);
     if (rc == 0)
         rc = rdt_sock_connect_start((struct sockaddr *)&sa, salen, &fd);
     if (rc && rc != -EINPROGRESS) {
@@ -408,6 +409,20 @@ static void dial_once(struct rdt_server *srv)
     char what[RDT_HOST_MAX + 8];
     snprintf(what, sizeof(what), "%s:%u", srv->ts.clicon, srv->ts.port_lo);
     pending_add(srv, rdt_sock_connecting(&rdt_tcp_ops, fd, what), srv->ts.clicon, true, false);
+}
+
+/* clicon: the client's name through c-ares on the server's loop, then a connect. */
+static void dial_once(struct rdt_server *srv)
+{
+    char err[RDT_ERR_MAX];
+    if (!srv->res && rdt_resolver_new(&srv->res, srv->base, err, sizeof(err)) != 0) {
+        report(srv, srv->ts.clicon, "%s", err);
+        schedule_redial(srv);
+        return;
+    }
+    srv->lookup = rdt_lookup_addrs(srv->res, srv->ts.clicon, srv->ts.ipv6, dial_resolved, srv);
+    if (!srv->lookup)
+        schedule_redial(srv);
 }
 
 static void redial_cb(evutil_socket_t fd, short what, void *arg)
@@ -505,6 +520,8 @@ void rdt_server_free(struct rdt_server *srv)
         event_free(srv->resume_ev);
     if (srv->redial_ev)
         event_free(srv->redial_ev);
+    rdt_lookup_cancel(srv->lookup);
+    rdt_resolver_free(srv->res);
     rdt_unbind(&srv->bound);
     rdt_tls_unref(srv->tls);
     explicit_bzero(srv->ts.password, sizeof(srv->ts.password));
