@@ -93,20 +93,7 @@ struct rdb_broker {
     struct rdb_dnssd *dnssd; /* on the LAN (NULL: -no-dnssd) */
 };
 
-static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void logf_(struct rdb_broker *b, int prio, const char *fmt, ...)
-{
-    if (!b->cfg.log)
-        return;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    b->cfg.log(prio, msg, b->cfg.log_arg);
-}
+#define logf_(b, prio, ...) rdb_logf((b)->cfg.log, (b)->cfg.log_arg, prio, __VA_ARGS__)
 
 /* ---- Records ---- */
 

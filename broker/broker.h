@@ -119,6 +119,10 @@ struct rdb_config {
 #define RDB_DNS_TTL_MIN 2
 #define RDB_DNS_TTL_MAX 86400
 
+/* printf to a log callback (nothing when it is NULL): one message a call. */
+void rdb_logf(void (*log)(int prio, const char *msg, void *arg), void *arg, int prio,
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const struct rdb_config *cfg,
                     char *err, size_t errlen);
 void rdb_broker_free(struct rdb_broker *b);

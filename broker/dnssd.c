@@ -53,20 +53,7 @@ struct rdb_dnssd {
     struct svc *cursor;        /* where a sync walk is */
 };
 
-static void say(struct rdb_dnssd *d, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(struct rdb_dnssd *d, int prio, const char *fmt, ...)
-{
-    if (!d->cfg->log)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    d->cfg->log(prio, msg, d->cfg->log_arg);
-}
+#define say(d, prio, ...) rdb_logf((d)->cfg->log, (d)->cfg->log_arg, prio, __VA_ARGS__)
 
 /* Says once that the daemon is not there (until it is again). */
 static void say_absent(struct rdb_dnssd *d, const char *what)

@@ -17,20 +17,7 @@
 #define TRIES 3             /* ... this many times in all */
 #define WITHDRAW_TRY_MS 500 /* the same, for the removal at exit */
 
-static void logf_(struct rdb_dnsup *u, int prio, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void logf_(struct rdb_dnsup *u, int prio, const char *fmt, ...)
-{
-    if (!u->log)
-        return;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    u->log(prio, msg, u->log_arg);
-}
+#define logf_(u, prio, ...) rdb_logf((u)->log, (u)->log_arg, prio, __VA_ARGS__)
 
 /* ---- Publishing ---- */
 

@@ -266,3 +266,16 @@ const char *rdb_sock_path(void)
     const char *p = getenv("RDQ_BROKER_SOCK");
     return p && p[0] ? p : RDB_DEFAULT_SOCK;
 }
+
+void rdb_logf(void (*log)(int prio, const char *msg, void *arg), void *arg, int prio,
+              const char *fmt, ...)
+{
+    if (!log)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log(prio, msg, arg);
+}

@@ -327,6 +327,21 @@ int test_run(const char *cmdline, char *out, size_t len, bool merge)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+int test_run_err(const char *cmdline, char *out, size_t len, char *err, size_t errlen)
+{
+    char path[] = "/tmp/rdq-test-err-XXXXXX", cmd[8192];
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    snprintf(cmd, sizeof(cmd), "%s 2>%s", cmdline, path);
+    int rc = test_run(cmd, out, len, false);
+    ssize_t n = read(fd, err, errlen - 1);
+    err[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
 /* ---- Real programs ---- */
 
 /* Every process a test spawned and did not stop yet: stopped at cleanup even when the test

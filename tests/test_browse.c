@@ -126,16 +126,8 @@ TestSuite(browse, .init = setup, .fini = teardown, .timeout = 60);
 /* Runs rdq with `args`; stdout in out, stderr in errs; returns the exit status. */
 static int rdq(const char *args)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "%s/stderr", br1.dir);
-    snprintf(cmd, sizeof(cmd), "rdq %s 2>%s", args, path);
-    int rc = test_run(cmd, out, sizeof(out), false);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(errs, 1, sizeof(errs) - 1, f) : 0;
-    errs[n] = '\0';
-    if (f)
-        fclose(f);
-    return rc;
+    snprintf(cmd, sizeof(cmd), "rdq %s", args);
+    return test_run_err(cmd, out, sizeof(out), errs, sizeof(errs));
 }
 
 static const char *two_hosts(void)

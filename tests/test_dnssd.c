@@ -414,16 +414,9 @@ static pid_t serve(int i, unsigned port)
 /* Runs rdq -browse with `args` (-no-config: the LAN alone); stdout in out, stderr in logbuf. */
 static int browse_rdq(const char *args)
 {
-    char cmd[512], path[128];
-    snprintf(path, sizeof(path), "%s/browse.err", br[0].dir);
-    snprintf(cmd, sizeof(cmd), "rdq -browse -no-config %s 2>%s", args, path);
-    int rc = test_run(cmd, out, sizeof(out), false);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(logbuf, 1, sizeof(logbuf) - 1, f) : 0;
-    logbuf[n] = '\0';
-    if (f)
-        fclose(f);
-    return rc;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rdq -browse -no-config %s", args);
+    return test_run_err(cmd, out, sizeof(out), logbuf, sizeof(logbuf));
 }
 
 Test(dnssd, browse_lists_the_servers_of_both_brokers, .init = with_daemon)
