@@ -342,6 +342,37 @@ int test_run_err(const char *cmdline, char *out, size_t len, char *err, size_t e
     return rc;
 }
 
+pid_t test_dnsmasq(const char *const records[])
+{
+    static const char *const base[] = {
+        "dnsmasq",           "-k",          "--conf-file=/dev/null",
+        "--no-resolv",       "--no-hosts",  "--listen-address=127.0.0.1",
+        "--bind-interfaces", "--user=root", "--pid-file="};
+    const char *argv[64];
+    char port_arg[32], servers[64];
+    unsigned port = test_free_ports(1);
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
+        argv[n++] = base[i];
+    snprintf(port_arg, sizeof(port_arg), "--port=%u", port);
+    argv[n++] = port_arg;
+    for (size_t i = 0; records[i] && n < 63; i++)
+        argv[n++] = records[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execvp("dnsmasq", (char **)argv);
+        _exit(127);
+    }
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
+    setenv("RDQ_DNS_SERVERS", servers, 1);
+    return pid;
+}
+
 /* ---- Real programs ---- */
 
 /* Every process a test spawned and did not stop yet: stopped at cleanup even when the test

@@ -68,6 +68,9 @@ void test_relay_join(struct test_relay *r);
 /* Runs a program of the build (RDQ_BIN_DIR) with a shell command line; captures stdout and
  * stderr (merged when `merge`); returns the exit status. */
 int test_run(const char *cmdline, char *out, size_t len, bool merge);
+/* dnsmasq on a free loopback port, answering only as `records` (its options, NULL-terminated)
+ * say; exports RDQ_DNS_SERVERS for it. Returns the pid (stop it with test_stop). */
+pid_t test_dnsmasq(const char *const records[]);
 /* The same with stdout in out and stderr in err. */
 int test_run_err(const char *cmdline, char *out, size_t len, char *err, size_t errlen);
 

@@ -42,42 +42,37 @@ static bool listed(const struct test_broker *b, int rows)
  * that speaks another version. */
 static void start_dns(void)
 {
-    unsigned port = test_free_ports(1);
-    char a[10][160];
-    snprintf(a[0], sizeof(a[0]), "--port=%u", port);
-    snprintf(a[1], sizeof(a[1]), "--srv-host=one._rdq._tcp.example.test,host2.example.test,%u,0,0",
+    char a[4][160];
+    /* one instance named as rdbroker names itself: spaces and all */
+    snprintf(a[0], sizeof(a[0]),
+             "--srv-host=rdq broker on one._rdq._tcp.example.test,host2.example.test,%u,0,0",
              br1.port);
-    snprintf(a[2], sizeof(a[2]), "--srv-host=two._rdq._tcp.example.test,host3.example.test,%u,0,0",
+    snprintf(a[1], sizeof(a[1]), "--srv-host=two._rdq._tcp.example.test,host3.example.test,%u,0,0",
              br2.port);
-    snprintf(a[3], sizeof(a[3]),
+    snprintf(a[2], sizeof(a[2]),
              "--srv-host=quiet._rdq._tcp.example.test,host4.example.test,%u,0,0", silent_port);
-    snprintf(a[4], sizeof(a[4]), "--srv-host=next._rdq._tcp.example.test,host2.example.test,1,0,0");
-    dns_pid = fork();
-    if (dns_pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("dnsmasq", "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-               a[0], "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
-               "--pid-file=", "--local=/example.test/",
-               "--host-record=host2.example.test,127.0.0.2",
-               "--host-record=host3.example.test,127.0.0.3",
-               "--host-record=host4.example.test,127.0.0.4",
-               "--ptr-record=_rdq._tcp.example.test,one._rdq._tcp.example.test",
-               "--ptr-record=_rdq._tcp.example.test,two._rdq._tcp.example.test", a[1], a[2],
-               "--txt-record=one._rdq._tcp.example.test,v=1,host=host2",
-               "--txt-record=two._rdq._tcp.example.test,v=1,host=host3",
-               "--ptr-record=_rdq._tcp.quiet.test,quiet._rdq._tcp.example.test", a[3],
-               "--txt-record=quiet._rdq._tcp.example.test,v=1",
-               "--ptr-record=_rdq._tcp.next.test,next._rdq._tcp.example.test", a[4],
-               "--txt-record=next._rdq._tcp.example.test,v=2", "--local=/quiet.test/",
-               "--local=/next.test/", (char *)NULL);
-        _exit(127);
-    }
-    char servers[64];
-    snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
-    setenv("RDQ_DNS_SERVERS", servers, 1);
+    snprintf(a[3], sizeof(a[3]), "--srv-host=next._rdq._tcp.example.test,host2.example.test,1,0,0");
+    const char *records[] = {
+        "--local=/example.test/",
+        "--local=/quiet.test/",
+        "--local=/next.test/",
+        "--host-record=host2.example.test,127.0.0.2",
+        "--host-record=host3.example.test,127.0.0.3",
+        "--host-record=host4.example.test,127.0.0.4",
+        "--ptr-record=_rdq._tcp.example.test,rdq broker on one._rdq._tcp.example.test",
+        "--ptr-record=_rdq._tcp.example.test,two._rdq._tcp.example.test",
+        a[0],
+        a[1],
+        "--txt-record=rdq broker on one._rdq._tcp.example.test,v=1,host=host2",
+        "--txt-record=two._rdq._tcp.example.test,v=1,host=host3",
+        "--ptr-record=_rdq._tcp.quiet.test,quiet._rdq._tcp.example.test",
+        a[2],
+        "--txt-record=quiet._rdq._tcp.example.test,v=1",
+        "--ptr-record=_rdq._tcp.next.test,next._rdq._tcp.example.test",
+        a[3],
+        "--txt-record=next._rdq._tcp.example.test,v=2",
+        NULL};
+    dns_pid = test_dnsmasq(records);
     for (int i = 0; i < 200; i++) {
         if (test_run("rdq -QR host2.example.test -timeout 200", out, sizeof(out), true) !=
             3 /* not found: not up yet */)

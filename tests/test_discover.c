@@ -20,24 +20,9 @@ static char out[16384], err[RDT_ERR_MAX];
 /* dnsmasq on a free loopback port, answering for example.test only. */
 static void start_dns(void)
 {
-    unsigned port = test_free_ports(1);
-    char arg_port[32], servers[64];
-    snprintf(arg_port, sizeof(arg_port), "--port=%u", port);
-    dns_pid = fork();
-    if (dns_pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("dnsmasq", "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-               arg_port, "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
-               "--pid-file=", "--local=/example.test/",
-               "--host-record=host1.example.test,127.0.0.1", "--host-record=host6.example.test,::1",
-               (char *)NULL);
-        _exit(127);
-    }
-    snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
-    setenv("RDQ_DNS_SERVERS", servers, 1);
+    const char *records[] = {"--local=/example.test/", "--host-record=host1.example.test,127.0.0.1",
+                             "--host-record=host6.example.test,::1", NULL};
+    dns_pid = test_dnsmasq(records);
     char addrs[1][64];
     for (int i = 0; i < 200; i++) {
         if (rdd_resolve("host1.example.test", 200, addrs, 1, err, sizeof(err)) == 1)
