@@ -2,6 +2,7 @@
  * LAN), asked at once, listed as it answered. */
 #include "rdq.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ struct browse_opts {
     int ndomains;
     struct rdt_tstring via;
     bool have_via;
+    const char *exec;          /* -exec CMD: run with the pick in place of {} */
     char *owned[2 * LIST_MAX]; /* entries read from the hosts files */
     int nowned;
 };
@@ -125,6 +127,16 @@ static int browse_arg(struct browse_opts *o, int argc, char **argv, int *i)
         (*i)++;
         return host ? add_entry(o->hosts, &o->nhosts, v, "hosts")
                     : add_entry(o->domains, &o->ndomains, v, "domains");
+    }
+    if (strcmp(a, "-exec") == 0) {
+        (*i)++;
+        if (v && strstr(v, "{}")) {
+            o->exec = v;
+            return 0;
+        }
+        fprintf(stderr, "rdq: -exec needs a command with {} where the picked string goes, e.g. "
+                        "-exec \"gdb -ex 'target extended-remote | rdq -premote {}'\"\n");
+        return -1;
     }
     if (strcmp(a, "-via") == 0) {
         (*i)++;
@@ -317,20 +329,25 @@ static int report(const struct browse_opts *o, struct rdd_browse *b, struct brow
     return failed || (json_array_size(run->failed) && !lan_only) ? EXIT_FAIL : EXIT_OK;
 }
 
+static struct rdd_browse_config config_of(const struct browse_opts *o)
+{
+    return (struct rdd_browse_config){.filter = o->filter,
+                                      .timeout_ms = o->timeout_ms,
+                                      .port = o->port,
+                                      .hosts = o->hosts,
+                                      .nhosts = o->nhosts,
+                                      .domains = o->domains,
+                                      .ndomains = o->ndomains,
+                                      .lan = !o->no_lan,
+                                      .via = o->have_via ? &o->via : NULL};
+}
+
 static int browse_run(struct browse_opts *o, bool grouped, const char *verb)
 {
     if (!o->no_config && hosts_files(o) != 0)
         return EXIT_USAGE;
     struct browse_run run = {.failed = json_array()};
-    struct rdd_browse_config cfg = {.filter = o->filter,
-                                    .timeout_ms = o->timeout_ms,
-                                    .port = o->port,
-                                    .hosts = o->hosts,
-                                    .nhosts = o->nhosts,
-                                    .domains = o->domains,
-                                    .ndomains = o->ndomains,
-                                    .lan = !o->no_lan,
-                                    .via = o->have_via ? &o->via : NULL};
+    struct rdd_browse_config cfg = config_of(o);
     struct rdd_browse_ops ops = {.source = on_source, .done = on_done};
     struct event_base *base = event_base_new();
     struct rdd_browse *b = NULL;
@@ -350,6 +367,66 @@ static int browse_run(struct browse_opts *o, bool grouped, const char *verb)
     return rc;
 }
 
+/* Whether `pick` can stand in a shell command as it is, even inside quotes or a shell that a
+ * program such as gdb starts in turn: the characters of transport strings, nothing a shell acts
+ * on (a row comes from a remote broker: it must not be able to run anything). */
+static bool shell_safe(const char *pick)
+{
+    for (; *pick; pick++)
+        if (!(isalnum((unsigned char)*pick) || strchr(":=,._-/@+%*[]", *pick)))
+            return false;
+    return true;
+}
+
+/* CMD with `pick` in place of each {}. */
+static int exec_line(const char *cmd, const char *pick, char *out, size_t len)
+{
+    size_t n = 0, k = strlen(pick);
+    for (const char *p = cmd; *p; p++) {
+        bool here = p[0] == '{' && p[1] == '}';
+        if (n + (here ? k : 1) >= len)
+            return -ENOSPC;
+        if (here)
+            memcpy(out + n, pick, k), n += k, p++;
+        else
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* The interactive list; then the pick printed, or run in -exec's command (its status passed
+ * on: the shell becomes this process). */
+static int pick(struct browse_opts *o)
+{
+    if (!o->no_config && hosts_files(o) != 0)
+        return EXIT_USAGE;
+    struct rdd_browse_config cfg = config_of(o);
+    char picked[RDT_STRING_MAX + RDT_HOST_MAX + 16], line[8192];
+    int rc = rdq_browse_tui(&cfg, picked, sizeof(picked));
+    if (rc != 0)
+        return rc;
+    if (!o->exec) {
+        printf("%s\n", picked);
+        return EXIT_OK;
+    }
+    if (!shell_safe(picked)) {
+        fprintf(stderr,
+                "rdq: -exec: the picked string holds characters a shell would act on; "
+                "run the command yourself with it: %s\n",
+                picked);
+        return EXIT_USAGE;
+    }
+    if (exec_line(o->exec, picked, line, sizeof(line)) != 0) {
+        fprintf(stderr, "rdq: -exec: the command is too long\n");
+        return EXIT_USAGE;
+    }
+    fflush(stdout);
+    execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+    fprintf(stderr, "rdq: -exec: /bin/sh: %s\n", strerror(errno));
+    return 127;
+}
+
 int rdq_browse(int argc, char **argv)
 {
     struct browse_opts o = {.timeout_ms = RDQ_BROWSE_TIMEOUT_MS};
@@ -362,9 +439,14 @@ int rdq_browse(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!o.list && !o.json && isatty(1)) {
-        fprintf(stderr, "rdq: -browse: the interactive list is not in this version of rdq; "
-                        "rdq -browse -list prints every server found\n");
+    if (!o.list && !o.json && isatty(0)) {
+        int rc = pick(&o);
+        opts_free(&o);
+        return rc;
+    }
+    if (o.exec) {
+        fprintf(stderr, "rdq: -browse -exec picks in a terminal: here standard input is not one "
+                        "(-list prints every server found)\n");
         opts_free(&o);
         return EXIT_USAGE;
     }

@@ -17,5 +17,7 @@ int rdq_via_parse(const char *v, struct rdt_tstring *ts);
 /* rdq -browse; rdq -QR without a host. */
 int rdq_browse(int argc, char **argv);
 int rdq_qr_all(int argc, char **argv);
+/* The interactive list: 0 and the picked row's client string in out, or 1 (left). */
+int rdq_browse_tui(const struct rdd_browse_config *cfg, char *out, size_t len);
 
 #endif

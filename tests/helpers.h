@@ -89,7 +89,8 @@ struct test_broker {
     const char *extra[12]; /* more arguments for rdbroker, NULL-terminated */
 };
 
-/* Spawns a program of the build with argv (argv[0] is the program's name in RDQ_BIN_DIR),
+/* Spawns a program of the build with argv (argv[0] is the program's name in RDQ_BIN_DIR, else
+ * on PATH),
  * output appended to `log`; as `uid` when it is not 0. Returns the pid. */
 pid_t test_spawn(const char *const argv[], const char *log, uid_t uid);
 /* Sends `sig` and reaps. */

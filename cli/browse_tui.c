@@ -1,0 +1,317 @@
+/* rdq -browse in a terminal: the live list of every server found, drawn with ncurses from the
+ * browse model on the same loop that asks the brokers. Handlers only change the model and mark
+ * the screen dirty; it is drawn once per turn of the loop. */
+#include "rdq.h"
+
+#include <curses.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+struct tui {
+    struct event_base *base;
+    struct rdd_model *model;
+    struct rdd_browse *browse;
+    bool dirty, quit, picked, finished;
+    int tty;
+    size_t top; /* the first row on the screen */
+};
+
+/* ---- Keys, in one table ---- */
+
+static long page(void)
+{
+    return LINES > 8 ? LINES - 8 : 1; /* a screenful of rows */
+}
+
+static void key_up(struct tui *t)
+{
+    rdd_model_move(t->model, -1);
+}
+static void key_down(struct tui *t)
+{
+    rdd_model_move(t->model, 1);
+}
+static void key_pgup(struct tui *t)
+{
+    rdd_model_move(t->model, -page());
+}
+static void key_pgdn(struct tui *t)
+{
+    rdd_model_move(t->model, page());
+}
+static void key_home(struct tui *t)
+{
+    rdd_model_move(t->model, -(long)rdd_model_count(t->model));
+}
+static void key_end(struct tui *t)
+{
+    rdd_model_move(t->model, (long)rdd_model_count(t->model));
+}
+
+static void key_pick(struct tui *t)
+{
+    if (rdd_model_pick(t->model))
+        t->picked = t->quit = true;
+}
+
+static void key_leave(struct tui *t)
+{
+    t->quit = true;
+}
+
+/* The reference's two dialogs, and all: debugging servers to join a session, process and KD
+ * servers for a smart client. */
+static void key_kind(struct tui *t)
+{
+    enum rdb_filter k = rdd_model_kind(t->model);
+    rdd_model_set_kind(t->model, k == RDB_FILTER_ALL        ? RDB_FILTER_DEBUGGER
+                                 : k == RDB_FILTER_DEBUGGER ? RDB_FILTER_REMOTE
+                                                            : RDB_FILTER_ALL);
+}
+
+static void key_erase(struct tui *t)
+{
+    char f[RDD_FILTER_MAX + 1];
+    snprintf(f, sizeof(f), "%s", rdd_model_filter(t->model));
+    if (f[0])
+        f[strlen(f) - 1] = '\0';
+    rdd_model_set_filter(t->model, f);
+}
+
+static void key_clear(struct tui *t)
+{
+    rdd_model_set_filter(t->model, "");
+}
+
+static const struct {
+    int key;
+    void (*fn)(struct tui *t);
+} keys[] = {
+    {KEY_UP, key_up},      {KEY_DOWN, key_down}, {KEY_PPAGE, key_pgup},
+    {KEY_NPAGE, key_pgdn}, {KEY_HOME, key_home}, {KEY_END, key_end},
+    {'\n', key_pick},      {'\r', key_pick},     {KEY_ENTER, key_pick},
+    {27, key_leave},       {'\t', key_kind},     {KEY_BACKSPACE, key_erase},
+    {127, key_erase},      {8, key_erase},       {21 /* ^U */, key_clear},
+};
+
+static void on_key(struct tui *t, int c)
+{
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (keys[i].key == c) {
+            keys[i].fn(t);
+            return;
+        }
+    const char *f = rdd_model_filter(t->model);
+    if (c == 'q' && !f[0]) { /* q leaves; once a filter is typed, it is a letter of it */
+        t->quit = true;
+    } else if (c >= 0x20 && c < 0x7f) {
+        char more[RDD_FILTER_MAX + 2];
+        snprintf(more, sizeof(more), "%s%c", f, c);
+        rdd_model_set_filter(t->model, more);
+    }
+}
+
+/* ---- Drawing ---- */
+
+static const char *kind_name(enum rdb_filter k)
+{
+    return k == RDB_FILTER_DEBUGGER ? "debugging servers"
+           : k == RDB_FILTER_REMOTE ? "process and KD servers"
+                                    : "all servers";
+}
+
+static void draw_header(const struct tui *t)
+{
+    size_t asking = 0, failed = 0, n = rdd_model_hosts(t->model);
+    for (size_t i = 0; i < n; i++) {
+        enum rdd_mhost_state s = rdd_model_host_at(t->model, i)->state;
+        asking += s == RDD_MH_ASKING;
+        failed += s == RDD_MH_FAILED;
+    }
+    attron(A_BOLD);
+    mvprintw(0, 0, "rdq -browse: %zu shown, %zu hosts (%zu asking, %zu failed)%s",
+             rdd_model_count(t->model), n, asking, failed, t->finished ? "" : " ...");
+    attroff(A_BOLD);
+    mvprintw(1, 0, "kind: %s [Tab]   filter: %s", kind_name(rdd_model_kind(t->model)),
+             rdd_model_filter(t->model));
+    mvprintw(2, 0, "  %-24.24s %-29.29s %s", "HOST", "TYPE", "ADVERTISED STRING / DESCRIPTION");
+}
+
+static void draw_rows(struct tui *t, int first, int height)
+{
+    size_t count = rdd_model_count(t->model), sel = rdd_model_selected(t->model);
+    if (sel < t->top)
+        t->top = sel;
+    if (height > 0 && sel >= t->top + (size_t)height)
+        t->top = sel - (size_t)height + 1;
+    for (int y = 0; y < height && t->top + (size_t)y < count; y++) {
+        const struct rdd_mrow *r = rdd_model_row(t->model, t->top + (size_t)y);
+        bool on = t->top + (size_t)y == sel;
+        if (on)
+            attron(A_REVERSE);
+        mvprintw(first + y, 0, "%c %-24.24s %-29.29s %s%s%s", on ? '>' : ' ', r->host,
+                 rdb_kind_title(r->kind), r->advert, r->desc[0] ? "  " : "", r->desc);
+        clrtoeol();
+        if (on)
+            attroff(A_REVERSE);
+    }
+    if (count == 0)
+        mvprintw(first, 2, "%s",
+                 t->finished ? "(no server found that the kind and filter let "
+                               "through)"
+                             : "(asking...)");
+}
+
+/* Hosts still asked, and those that failed with why, under the list. */
+static void draw_hosts(const struct tui *t, int first, int height)
+{
+    int y = first;
+    for (size_t i = 0; i < rdd_model_hosts(t->model) && y < first + height; i++) {
+        const struct rdd_mhost *h = rdd_model_host_at(t->model, i);
+        if (h->state == RDD_MH_ASKING)
+            mvprintw(y++, 0, "  asking %s ...", h->name);
+        else if (h->state == RDD_MH_FAILED)
+            mvprintw(y++, 0, "  failed: %s", h->err);
+    }
+}
+
+static void draw(struct tui *t)
+{
+    erase();
+    int lines = LINES, hosts = 0;
+    for (size_t i = 0; i < rdd_model_hosts(t->model); i++)
+        hosts += rdd_model_host_at(t->model, i)->state != RDD_MH_ANSWERED;
+    int under = hosts < 4 ? hosts : 4, height = lines - 4 - under;
+    draw_header(t);
+    draw_rows(t, 3, height);
+    draw_hosts(t, 3 + (height > 0 ? height : 0), under);
+    mvprintw(lines - 1, 0,
+             "Up/Down PgUp/PgDn move, type to filter, Tab kind, Enter pick, "
+             "Esc%s leave",
+             rdd_model_filter(t->model)[0] ? "" : " or q");
+    refresh();
+    t->dirty = false;
+}
+
+/* ---- The loop ---- */
+
+static void on_stdin(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct tui *t = arg;
+    int c;
+    while (!t->quit && (c = getch()) != ERR) {
+        on_key(t, c);
+        t->dirty = true;
+    }
+}
+
+static void on_winch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct tui *t = arg;
+    struct winsize ws;
+    if (ioctl(t->tty, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col)
+        resizeterm(ws.ws_row, ws.ws_col);
+    t->dirty = true;
+}
+
+static void on_host(const struct rdd_host *h, void *arg)
+{
+    struct tui *t = arg;
+    rdd_model_host(t->model, h);
+    t->dirty = true;
+}
+
+static void on_done(void *arg)
+{
+    struct tui *t = arg;
+    t->finished = t->dirty = true;
+}
+
+/* The screen on the terminal itself, so that standard output may be a pipe ($(rdq -browse)). */
+static FILE *screen_open(void)
+{
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty || !newterm(NULL, tty, tty)) {
+        if (tty)
+            fclose(tty);
+        return NULL;
+    }
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    nodelay(stdscr, TRUE);
+    set_escdelay(25); /* Esc leaves at once, not after ncurses's second */
+    curs_set(0);
+    return tty;
+}
+
+/* Runs the list until a pick or a leave: 0 and the pick in `out`, or 1. */
+static int run(struct tui *t, char *out, size_t len)
+{
+    FILE *tty = screen_open();
+    if (!tty) {
+        fprintf(stderr, "rdq: -browse: cannot open the terminal (/dev/tty): %s\n", strerror(errno));
+        return -ENOTTY;
+    }
+    t->tty = fileno(tty);
+    struct event *in = event_new(t->base, t->tty, EV_READ | EV_PERSIST, on_stdin, t);
+    struct event *winch = evsignal_new(t->base, SIGWINCH, on_winch, t);
+    if (!in || !winch || event_add(in, NULL) != 0 || event_add(winch, NULL) != 0) {
+        if (in)
+            event_free(in);
+        if (winch)
+            event_free(winch);
+        endwin();
+        fclose(tty);
+        return -ENOMEM;
+    }
+    draw(t);
+    while (!t->quit) {
+        event_base_loop(t->base, EVLOOP_ONCE);
+        if (t->dirty && !t->quit)
+            draw(t);
+    }
+    endwin();
+    fclose(tty);
+    event_free(in);
+    event_free(winch);
+    const struct rdd_mrow *r = t->picked ? rdd_model_pick(t->model) : NULL;
+    if (!r)
+        return 1;
+    snprintf(out, len, "%s", r->client);
+    return 0;
+}
+
+int rdq_browse_tui(const struct rdd_browse_config *cfg, char *out, size_t len)
+{
+    struct tui t = {.base = event_base_new(), .model = rdd_model_new(cfg->filter)};
+    struct rdd_browse_config all = *cfg;
+    all.filter = RDB_FILTER_ALL; /* the kind is the list's to switch */
+    struct rdd_browse_ops ops = {.host = on_host, .done = on_done};
+    char err[RDT_ERR_MAX];
+    int rc = -ENOMEM;
+    if (t.base && t.model)
+        rc = rdd_browse_open(&t.browse, t.base, &all, &ops, &t, err, sizeof(err));
+    if (rc == 0)
+        rc = run(&t, out, len);
+    else
+        fprintf(stderr, "rdq: -browse: %s\n", t.base && t.model ? err : "out of memory");
+    if (rc == -ENOMEM)
+        fprintf(stderr, "rdq: -browse: out of memory\n");
+    rdd_browse_free(t.browse);
+    rdd_model_free(t.model);
+    if (t.base)
+        event_base_free(t.base);
+    return rc < 0 ? EXIT_FAIL : rc;
+}

@@ -1,0 +1,193 @@
+/* rdq -browse's interactive list in a real terminal: tmux runs it, send-keys types, capture-pane
+ * reads the screen; two real brokers answer it, and a third late, through a slow relay. */
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct test_broker br1, br2;
+static unsigned srv1, srv2;
+static char sock[64], outfile[128], out[16384], screen[16384], cmd[4096], want[512];
+
+static pid_t server(const struct test_broker *b, const char *t)
+{
+    char log[160];
+    snprintf(log, sizeof(log), "%s/servers.log", b->dir);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", b->sock, NULL};
+    return test_spawn(argv, log, 0);
+}
+
+static bool listed(const struct test_broker *b)
+{
+    char args[128];
+    snprintf(args, sizeof(args), "127.0.0.1 -port %u", b->port);
+    return test_wait_rows(args, 1, 5000, out, sizeof(out));
+}
+
+static void setup(void)
+{
+    memset(&br1, 0, sizeof(br1));
+    memset(&br2, 0, sizeof(br2));
+    cr_assert_eq(test_broker_start(&br1), 0);
+    cr_assert_eq(test_broker_start(&br2), 0);
+    srv1 = test_free_ports(1);
+    srv2 = test_free_ports(1);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", srv1);
+    server(&br1, t);
+    snprintf(t, sizeof(t), "tcp:port=%u,password=abc", srv2);
+    server(&br2, t);
+    cr_assert(listed(&br1) && listed(&br2), "%s", out);
+    unsetenv("RDQ_BROKER_SOCK");
+    snprintf(sock, sizeof(sock), "rdqtest-%d", (int)getpid());
+    snprintf(outfile, sizeof(outfile), "%s/picked", br1.dir);
+}
+
+static void teardown(void)
+{
+    snprintf(cmd, sizeof(cmd), "tmux -L %s kill-server 2>/dev/null", sock);
+    test_run(cmd, out, sizeof(out), true);
+    cr_expect(test_logs_clean(&br1, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br2);
+    test_broker_cleanup(&br1);
+}
+
+TestSuite(tui, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Starts `rdq -browse ARGS` in a 160x40 terminal; what it prints goes to outfile, then its exit
+ * status as EXIT=N. */
+static void browse(const char *args)
+{
+    snprintf(cmd, sizeof(cmd),
+             "tmux -L %s new-session -d -s t -x 160 -y 40 \"rdq -browse -no-lan -no-config "
+             "-host 127.0.0.2:%u -host 127.0.0.3:%u %s >%s; echo EXIT=\\$? >>%s\"",
+             sock, br1.port, br2.port, args, outfile, outfile);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "tmux: %s", out);
+}
+
+static void keys(const char *k)
+{
+    snprintf(cmd, sizeof(cmd), "tmux -L %s send-keys -t t %s", sock, k);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "tmux: %s", out);
+}
+
+/* Polls the screen (up to ms) until it shows `needle`. */
+static bool shows(const char *needle, int ms)
+{
+    snprintf(cmd, sizeof(cmd), "tmux -L %s capture-pane -p -t t", sock);
+    for (int waited = 0; waited <= ms; waited += 50) {
+        test_run(cmd, screen, sizeof(screen), true);
+        if (strstr(screen, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+/* What rdq printed once it ended (up to 5 s): its output, then EXIT=N. */
+static const char *printed(void)
+{
+    test_wait_file(outfile, "EXIT=", 5000, out, sizeof(out));
+    return out;
+}
+
+static const char *row_string(unsigned port, const char *host, bool password)
+{
+    snprintf(want, sizeof(want), "tcp:Port=%u%s,Server=%s\nEXIT=0\n", port,
+             password ? ",Password=*" : "", host);
+    return want;
+}
+
+Test(tui, down_and_enter_pick_the_second_row)
+{
+    browse("");
+    cr_assert(shows("2 shown, 2 hosts (0 asking, 0 failed)", 5000), "%s", screen);
+    cr_expect(shows("127.0.0.2", 0) && shows("127.0.0.3", 0), "%s", screen);
+    keys("Home Down Enter");
+    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+}
+
+Test(tui, typing_filters_and_enter_picks_the_match)
+{
+    browse("");
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    keys("P a s s");
+    cr_assert(shows("1 shown", 2000), "%s", screen);
+    cr_expect(shows("filter: Pass", 0), "%s", screen);
+    keys("Enter");
+    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+}
+
+Test(tui, esc_leaves_with_nothing_printed)
+{
+    browse("");
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    keys("Escape");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
+
+Test(tui, the_kind_switches_between_the_two_dialogs)
+{
+    browse("");
+    cr_assert(shows("kind: all servers", 5000), "%s", screen);
+    keys("Tab");
+    cr_assert(shows("kind: debugging servers", 2000), "%s", screen);
+    cr_expect(shows("0 shown", 0), "%s", screen); /* both are process servers */
+    keys("Tab");
+    cr_assert(shows("kind: process and KD servers", 2000), "%s", screen);
+    cr_expect(shows("2 shown", 0), "%s", screen);
+    keys("q");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
+
+Test(tui, exec_runs_the_command_with_the_pick_and_passes_its_status)
+{
+    char args[256], made[128];
+    snprintf(made, sizeof(made), "%s/made", br1.dir);
+    snprintf(args, sizeof(args), "-exec 'echo picked {} >%s; exit 7'", made);
+    browse(args);
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    keys("Home Enter");
+    cr_expect_str_eq(printed(), "EXIT=7\n");
+    snprintf(want, sizeof(want), "picked tcp:Port=%u,Server=127.0.0.2\n", srv1);
+    cr_expect(test_wait_file(made, want, 1000, out, sizeof(out)), "%s", out);
+}
+
+Test(tui, a_late_host_appears_above_without_moving_the_selection)
+{
+    /* 127.0.0.1 sorts first and answers late: a relay that waits before it reaches broker 1 */
+    unsigned late = test_free_ports(1);
+    char listen[64], relay[128];
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", late);
+    snprintf(relay, sizeof(relay), "SYSTEM:sleep 1.5; exec socat - TCP\\:127.0.0.2\\:%u", br1.port);
+    const char *argv[] = {"socat", listen, relay, NULL};
+    char log[160], args[128];
+    snprintf(log, sizeof(log), "%s/socat.log", br1.dir);
+    pid_t s = test_spawn(argv, log, 0);
+    snprintf(cmd, sizeof(cmd), "ss -Htln 'sport = :%u' | grep -q .", late);
+    for (int i = 0; i < 100 && test_run(cmd, out, sizeof(out), true) != 0; i++)
+        usleep(20000);
+    snprintf(args, sizeof(args), "-host 127.0.0.1:%u -timeout 8000", late);
+    browse(args);
+    cr_assert(shows("2 shown, 3 hosts (1 asking", 5000), "%s", screen);
+    keys("Home Down"); /* broker 2's row */
+    cr_assert(shows("3 shown, 3 hosts (0 asking", 8000), "%s", screen);
+    snprintf(want, sizeof(want), "> 127.0.0.3");
+    cr_expect(strstr(screen, want), "the selection moved: %s", screen);
+    keys("Enter");
+    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+    test_stop(s, SIGTERM);
+}
+
+Test(tui, exec_refuses_without_a_terminal)
+{
+    snprintf(cmd, sizeof(cmd), "rdq -browse -no-lan -no-config -exec 'echo {}'");
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
+    cr_expect(strstr(out, "-exec picks in a terminal"), "%s", out);
+    cr_expect_eq(test_run("rdq -browse -exec 'echo none'", out, sizeof(out), true), 2);
+    cr_expect(strstr(out, "-exec needs a command with {}"), "%s", out);
+}
