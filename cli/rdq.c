@@ -34,14 +34,17 @@ static const struct verb verbs[] = {
      "      Without a host: every host found (as -browse finds them), grouped",
      cmd_qr},
     {"-browse",
-     "[-list] [-json] [-kind all|debugger|remote] [-host H[:PORT]]... [-domain D]...\n"
-     "          [-no-lan] [-no-config] [-port N] [-timeout MS]",
+     "[-list] [-json] [-exec CMD] [-kind all|debugger|remote] [-host H[:PORT]]...\n"
+     "          [-domain D]... [-no-lan] [-no-config] [-port N] [-timeout MS]",
      "find brokers (on the LAN through DNS-SD, in the DNS-SD records of each -domain, and each\n"
-     "      -host), ask them all at once and print one line per server:\n"
-     "      HOST<TAB>TYPE<TAB>CLIENT STRING (\\t, \\n and \\\\ escaped); hosts that failed\n"
-     "      go to stderr, and the exit status is 1 if any did. Named hosts and domains also\n"
-     "      come from ~/.config/rdq/hosts and /etc/rdq/hosts (HOST[:PORT] or \"domain D\"\n"
-     "      a line; $RDQ_HOSTS lists other files), unless -no-config",
+     "      -host) and ask them all at once. In a terminal: a live list to pick a server from\n"
+     "      (arrows, PgUp/PgDn, type to filter, Tab kind, Enter pick, Esc or q leave); the pick\n"
+     "      is printed, or run with -exec CMD in place of {}. With -list (or not in a\n"
+     "      terminal): one line per server, HOST<TAB>TYPE<TAB>CLIENT STRING (\\t, \\n and \\\\\n"
+     "      escaped); hosts that failed go to stderr, and the exit status is 1 if any did.\n"
+     "      Named hosts and domains also come from ~/.config/rdq/hosts and /etc/rdq/hosts\n"
+     "      (HOST[:PORT] or \"domain D\" a line; $RDQ_HOSTS lists other files), unless\n"
+     "      -no-config",
      rdq_browse},
     {"-premote", "TRANSPORT [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"

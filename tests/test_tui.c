@@ -191,3 +191,24 @@ Test(tui, exec_refuses_without_a_terminal)
     cr_expect_eq(test_run("rdq -browse -exec 'echo none'", out, sizeof(out), true), 2);
     cr_expect(strstr(out, "-exec needs a command with {}"), "%s", out);
 }
+
+Test(tui, the_screen_follows_a_resize)
+{
+    browse("");
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    snprintf(cmd, sizeof(cmd), "tmux -L %s resize-window -t t -x 90 -y 12", sock);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "tmux: %s", out);
+    /* the help line is drawn on the new last line, cut to the new width */
+    bool moved = false;
+    for (int i = 0; i < 40 && !moved; i++) {
+        shows("", 0);
+        int n = 0;
+        for (char *p = screen; (p = strchr(p, '\n')); p++)
+            n++;
+        moved = n <= 12 && strstr(screen, "Up/Down") && strstr(screen, "127.0.0.3");
+        usleep(50000);
+    }
+    cr_expect(moved, "%s", screen);
+    keys("Escape");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
