@@ -224,6 +224,15 @@ static void on_winch(evutil_socket_t fd, short what, void *arg)
     t->dirty = true;
 }
 
+/* Ctrl-C, or a signal to end: leave as Esc does, the terminal restored. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct tui *t = arg;
+    t->quit = true;
+}
+
 static void on_host(const struct rdd_host *h, void *arg)
 {
     struct tui *t = arg;
@@ -265,17 +274,14 @@ static int run(struct tui *t, char *out, size_t len)
         return -ENOTTY;
     }
     t->tty = fileno(tty);
-    struct event *in = event_new(t->base, t->tty, EV_READ | EV_PERSIST, on_stdin, t);
-    struct event *winch = evsignal_new(t->base, SIGWINCH, on_winch, t);
-    if (!in || !winch || event_add(in, NULL) != 0 || event_add(winch, NULL) != 0) {
-        if (in)
-            event_free(in);
-        if (winch)
-            event_free(winch);
-        endwin();
-        fclose(tty);
-        return -ENOMEM;
-    }
+    struct event *ev[5] = {
+        event_new(t->base, t->tty, EV_READ | EV_PERSIST, on_stdin, t),
+        evsignal_new(t->base, SIGWINCH, on_winch, t), evsignal_new(t->base, SIGINT, on_stop, t),
+        evsignal_new(t->base, SIGTERM, on_stop, t), evsignal_new(t->base, SIGHUP, on_stop, t)};
+    bool ok = true;
+    for (int i = 0; i < 5; i++)
+        ok = ok && ev[i] && event_add(ev[i], NULL) == 0;
+    t->quit = !ok;
     draw(t);
     while (!t->quit) {
         event_base_loop(t->base, EVLOOP_ONCE);
@@ -284,8 +290,11 @@ static int run(struct tui *t, char *out, size_t len)
     }
     endwin();
     fclose(tty);
-    event_free(in);
-    event_free(winch);
+    for (int i = 0; i < 5; i++)
+        if (ev[i])
+            event_free(ev[i]);
+    if (!ok)
+        return -ENOMEM;
     const struct rdd_mrow *r = t->picked ? rdd_model_pick(t->model) : NULL;
     if (!r)
         return 1;

@@ -212,3 +212,11 @@ Test(tui, the_screen_follows_a_resize)
     keys("Escape");
     cr_expect_str_eq(printed(), "EXIT=1\n");
 }
+
+Test(tui, ctrl_c_leaves_and_gives_the_terminal_back)
+{
+    browse("");
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    keys("C-c");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
