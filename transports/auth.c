@@ -487,3 +487,32 @@ bool rdt_auth_refused(struct rdt_conn *c)
             return ((struct auth *)c->ctx)->refused;
     return false;
 }
+
+int rdt_proof(const char *password, const char *label, const uint8_t *nonce, size_t nlen,
+              uint8_t out[32], char *err, size_t errlen)
+{
+    uint8_t msg[64 + 256];
+    size_t l = strlen(label);
+    char why[RDT_ERR_MAX - 32];
+    if (l > 64 || nlen > 256)
+        return rdt_errf(-EINVAL, err, errlen, "a proof of at most 256 bytes");
+    if (rdt_ossl_load(false, why, sizeof(why)) != 0)
+        return rdt_errf(-ENOSYS, err, errlen, "a password needs HMAC: %s", why);
+    memcpy(msg, label, l);
+    memcpy(msg + l, nonce, nlen);
+    unsigned int md_len = 0;
+    bool ok = OSSL(HMAC)(OSSL(EVP_sha256)(), password, (int)strlen(password), msg, l + nlen, out,
+                         &md_len) != NULL &&
+              md_len == MAC_LEN;
+    explicit_bzero(msg, sizeof(msg));
+    if (!ok) {
+        getrandom(out, MAC_LEN, 0);
+        return rdt_errf(-EPROTO, err, errlen, "HMAC-SHA256 failed");
+    }
+    return 0;
+}
+
+bool rdt_proof_equal(const uint8_t a[32], const uint8_t b[32])
+{
+    return same_mac(a, b);
+}

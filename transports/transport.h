@@ -221,6 +221,14 @@ struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const 
  * message `why` (such as "busy: too many connections from your address"). Takes `c`. */
 void rdt_auth_turn_away(struct rdt_conn *c, const char *why);
 
+/* A proof of `password` over `label` and a nonce, as the session layer makes them:
+ * HMAC-SHA256(password, label | nonce), into out (32 bytes). For other in-band passwords (a
+ * debugging server's control password). 0, or -errno with err set. */
+int rdt_proof(const char *password, const char *label, const uint8_t *nonce, size_t nlen,
+              uint8_t out[32], char *err, size_t errlen);
+/* Compares two proofs in constant time. */
+bool rdt_proof_equal(const uint8_t a[32], const uint8_t b[32]);
+
 /* After a failed open: true when the failure was a refused password (for slowing the peer). */
 bool rdt_auth_refused(struct rdt_conn *c);
 

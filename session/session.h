@@ -1,0 +1,57 @@
+/* rdq session: shared debugging sessions, a console debugger that many people join (rddbg on the
+ * server's side, rdq -remote on the client's), and what every interactive client shares (the
+ * password prompt, the byte pump of rdq -premote). The frames are in docs/protocol.md. */
+#ifndef RDQ_SESSION_H
+#define RDQ_SESSION_H
+
+#include "broker.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Frames between a debugging server and its clients (after the session layer) -------- */
+
+#define RDS_VERSION 1
+#define RDS_HDR_LEN 3      /* type, then the body's length (2 bytes, big-endian) */
+#define RDS_BODY_MAX 65535 /* the largest body */
+#define RDS_LINE_MAX 4096  /* the longest input line */
+#define RDS_NONCE_LEN 32
+#define RDS_PROOF_LEN 32
+#define RDS_REPLAY_MAX 65536 /* recent output a new client is first shown */
+#define RDS_PROOF_LABEL "rdq control"
+
+enum rds_type {
+    /* client to server */
+    RDS_JOIN = 'J',      /* JSON {"v":1,"user":U,"host":H,"observe":bool}: the first frame */
+    RDS_PROOF = 'P',     /* 32 bytes: HMAC-SHA256(control password, label | nonce) */
+    RDS_LINE = 'L',      /* one input line, without its newline */
+    RDS_INTERRUPT = 'I', /* Ctrl-C: interrupt the debugger (empty) */
+    /* server to client */
+    RDS_CHALLENGE = 'C', /* 32 bytes: the nonce a controlling client proves the password on */
+    RDS_WELCOME = 'W',   /* JSON {"id":N,"role":"control"|"observe","debugger":S} */
+    RDS_OUTPUT = 'O',    /* the debugger's output, as it came */
+    RDS_NOTICE = 'N',    /* a line of rddbg's own: joins, leaves, who typed what, refusals */
+    RDS_END = 'E',       /* why the session ends for this client; the connection then closes */
+};
+
+/* Writes a frame into `out` (room for RDS_HDR_LEN + len): returns its length, 0 when the body
+ * is too long. */
+size_t rds_frame(uint8_t *out, enum rds_type type, const void *body, size_t len);
+
+/* Reassembles frames from a stream. */
+struct rds_reader {
+    uint8_t buf[RDS_HDR_LEN + RDS_BODY_MAX];
+    size_t len;
+    size_t taken; /* the frame handed out last, dropped at the next call */
+};
+void rds_reader_init(struct rds_reader *r);
+/* Room for more bytes: where, and how many (0 when a whole frame waits to be taken). */
+uint8_t *rds_reader_room(struct rds_reader *r, size_t *room);
+void rds_reader_added(struct rds_reader *r, size_t n);
+/* 1 and a frame (body valid until the next call), 0 when more bytes are needed, -EPROTO for a
+ * type that is not one of enum rds_type (why in err). */
+int rds_reader_next(struct rds_reader *r, enum rds_type *type, const uint8_t **body, size_t *len,
+                    char *err, size_t errlen);
+
+#endif
