@@ -1,9 +1,8 @@
 /* rdq: the client program. Verbs live in a table; each parses its own arguments. */
 #include "rdq.h"
+#include "session.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,6 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <termios.h>
 #include <unistd.h>
 
 struct verb {
@@ -25,6 +23,7 @@ static int cmd_check(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 static int cmd_qr(int argc, char **argv);
 static int cmd_premote(int argc, char **argv);
+static int cmd_remote(int argc, char **argv);
 static int cmd_ports(int argc, char **argv);
 
 static const struct verb verbs[] = {
@@ -46,6 +45,13 @@ static const struct verb verbs[] = {
      "      (HOST[:PORT] or \"domain D\" a line; $RDQ_HOSTS lists other files), unless\n"
      "      -no-config",
      rdq_browse},
+    {"-remote", "TRANSPORT [-observe | -control-password PW|*] [-wait MS] [-timeout MS]",
+     "join the shared session of a debugging server (rddbg): what the debugger prints comes\n"
+     "      here, lines typed go to it (Ctrl-C interrupts it; Ctrl-D or .detach leaves); from a\n"
+     "      pipe, rdq leaves once the session has been quiet for -wait MS (1000) after the\n"
+     "      input ended. -observe joins to watch only; -control-password proves rddbg's\n"
+     "      control password (* asks for it), without which such a server lets one only watch",
+     cmd_remote},
     {"-premote", "TRANSPORT [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
      "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
@@ -323,128 +329,119 @@ static int cmd_qr(int argc, char **argv)
 
 /* ---- -premote ---- */
 
-/* Asks for the password of a Password=* string on the terminal (stdin belongs to the debugger). */
-static int ask_password(char *buf, size_t len)
+/* The options -premote and -remote share: the transport string and -timeout; `more` takes the
+ * others (1: not one of them). */
+static int client_args(int argc, char **argv, const char *verb, const char **t, long *timeout,
+                       int (*more)(int argc, char **argv, int *i, void *arg), void *arg)
 {
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
+    for (int i = 1; i < argc; i++) {
+        int rc = more ? more(argc, argv, &i, arg) : 1;
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
+        if (strcmp(argv[i], "-timeout") == 0) {
+            if (rdq_parse_number("-timeout", i + 1 < argc ? argv[i + 1] : NULL, 1, 600000, timeout))
+                return -1;
+            i++;
+        } else if (argv[i][0] == '-' && argv[i][1] && !*t) {
+            fprintf(stderr, "rdq: %s: unknown option \"%s\": try rdq -?\n", verb, argv[i]);
+            return -1;
+        } else if (!*t) {
+            *t = argv[i];
+        } else {
+            fprintf(stderr, "rdq: %s takes one transport string\n", verb);
+            return -1;
+        }
+    }
+    if (!*t) {
+        fprintf(stderr,
+                "rdq: %s needs a transport string, e.g. rdq %s tcp:server=box17,port=5005\n", verb,
+                verb);
         return -1;
-    struct termios old, quiet;
-    bool tty = tcgetattr(fd, &old) == 0;
-    quiet = old;
-    quiet.c_lflag &= ~(tcflag_t)ECHO;
-    if (tty)
-        tcsetattr(fd, TCSAFLUSH, &quiet);
-    dprintf(fd, "Password: ");
-    ssize_t n = read(fd, buf, len - 1);
-    dprintf(fd, "\n");
-    if (tty)
-        tcsetattr(fd, TCSAFLUSH, &old);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
+    }
     return 0;
 }
 
-static int pump_fail(struct rdt_conn *c, int rc)
+/* Dials for -premote and -remote; a bad string is a usage error. */
+static int client_dial(struct rdt_conn **c, const char *t, long timeout)
 {
-    const char *e = rdt_conn_error(c);
-    fprintf(stderr, "rdq: %s\n", e && *e ? e : strerror(-rc));
-    return EXIT_FAIL;
-}
-
-/* Copies stdin to the connection and the connection to stdout until the server ends. What the
- * connection does not take at once waits in `pend` while the connection is still read, so that
- * neither end waits on the other with full buffers both ways. */
-static int pump(struct rdt_conn *c)
-{
-    static char buf[65536], pend[65536];
-    size_t pend_off = 0, pend_len = 0;
-    bool in_done = false;
-    for (;;) {
-        short want = (short)(rdt_conn_events(c) | (pend_len ? POLLOUT : 0));
-        struct pollfd p[2] = {{.fd = in_done || pend_len ? -1 : 0, .events = POLLIN},
-                              {.fd = rdt_conn_fd(c), .events = want}};
-        bool held = rdt_conn_pending(c); /* read ahead: the descriptor may stay quiet */
-        if (poll(p, 2, held ? 0 : -1) < 0 && errno != EINTR)
-            return pump_fail(c, -errno);
-        size_t n = 0;
-        if (held || (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            int rc = rdt_conn_read(c, buf, sizeof(buf), &n);
-            if (rc == 0 && n == 0)
-                return EXIT_OK; /* the stub ended */
-            if (rc && rc != -EAGAIN)
-                return pump_fail(c, rc);
-            if (n && write(1, buf, n) != (ssize_t)n)
-                return EXIT_FAIL; /* the debugger is gone */
-        }
-        if (pend_len) {
-            int rc = rdt_conn_write(c, pend + pend_off, pend_len, &n);
-            if (rc && rc != -EAGAIN)
-                return pump_fail(c, rc);
-            pend_off += n;
-            pend_len -= n;
-        }
-        if (p[0].revents) {
-            ssize_t r = read(0, pend, sizeof(pend));
-            if (r <= 0) {
-                rdt_conn_shutdown(c); /* let the stub see the end, then drain */
-                in_done = true;
-            } else {
-                pend_off = 0;
-                pend_len = (size_t)r;
-            }
-        }
-    }
+    char err[RDT_ERR_MAX];
+    signal(SIGPIPE, SIG_IGN);
+    int rc = rds_dial(c, t, (int)timeout, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "rdq: %s\n", err);
+    return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 }
 
 static int cmd_premote(int argc, char **argv)
 {
     long timeout = 10000;
     const char *t = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-timeout") == 0) {
-            if (rdq_parse_number("-timeout", i + 1 < argc ? argv[i + 1] : NULL, 1, 600000,
-                                 &timeout))
-                return EXIT_USAGE;
-            i++;
-        } else if (!t) {
-            t = argv[i];
-        } else {
-            fprintf(stderr, "rdq: -premote takes one transport string\n");
-            return EXIT_USAGE;
-        }
-    }
-    struct rdt_tstring ts;
-    char err[RDT_ERR_MAX], pw[64] = "";
-    if (!t) {
-        fprintf(stderr, "rdq: -premote needs a transport string, e.g. "
-                        "rdq -premote tcp:server=box17,port=5005\n");
-        return EXIT_USAGE;
-    }
-    if (rdt_parse(t, RDT_CLIENT, &ts, err, sizeof(err)) != 0) {
-        fprintf(stderr, "rdq: %s\n", err);
-        return EXIT_USAGE;
-    }
-    if (ts.password_ask && ask_password(pw, sizeof(pw)) != 0) {
-        fprintf(stderr, "rdq: Password=*: no terminal to ask the password on; give "
-                        "password=... in the string\n");
-        return EXIT_USAGE;
-    }
-    signal(SIGPIPE, SIG_IGN);
     struct rdt_conn *c = NULL;
-    bool relay = (ts.proto == RDT_NPIPE || ts.proto == RDT_SPIPE) && !rdt_host_is_local(ts.server);
-    int rc = relay ? rdd_relay_dial(&c, &ts, pw[0] ? pw : NULL, 0, (int)timeout, err, sizeof(err))
-                   : rdt_dial(&c, &ts, pw[0] ? pw : NULL, (int)timeout, err, sizeof(err));
-    if (rc != 0) {
-        explicit_bzero(pw, sizeof(pw));
-        fprintf(stderr, "rdq: %s\n", err);
-        return EXIT_FAIL;
+    if (client_args(argc, argv, "-premote", &t, &timeout, NULL, NULL))
+        return EXIT_USAGE;
+    int rc = client_dial(&c, t, timeout);
+    if (rc == EXIT_OK)
+        rc = rds_pump(c);
+    rdt_conn_free(c);
+    return rc;
+}
+
+struct remote_args {
+    struct rds_remote_opts o;
+    char control[64];
+};
+
+static int remote_arg(int argc, char **argv, int *i, void *arg)
+{
+    struct remote_args *ra = arg;
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    if (strcmp(a, "-observe") == 0) {
+        ra->o.observe = true;
+    } else if (strcmp(a, "-control-password") == 0) {
+        if (!v) {
+            fprintf(stderr, "rdq: -control-password needs the password, or * to be asked\n");
+            return -1;
+        }
+        if (strcmp(v, "*") == 0 &&
+            rds_ask_secret("Control password", ra->control, sizeof(ra->control)) != 0) {
+            fprintf(stderr, "rdq: -control-password *: no terminal to ask it on\n");
+            return -1;
+        }
+        if (strcmp(v, "*") != 0)
+            snprintf(ra->control, sizeof(ra->control), "%s", v);
+        ra->o.control_password = ra->control;
+        (*i)++;
+    } else if (strcmp(a, "-wait") == 0) {
+        if (rdq_parse_number("-wait", v, 0, 600000, &n))
+            return -1;
+        ra->o.wait_ms = (int)n;
+        (*i)++;
+    } else {
+        return 1;
     }
-    explicit_bzero(pw, sizeof(pw));
-    rc = pump(c);
+    return 0;
+}
+
+static int cmd_remote(int argc, char **argv)
+{
+    long timeout = 10000;
+    const char *t = NULL;
+    struct rdt_conn *c = NULL;
+    struct remote_args ra = {.o = {.wait_ms = 1000}};
+    int rc =
+        client_args(argc, argv, "-remote", &t, &timeout, remote_arg, &ra) ? EXIT_USAGE : EXIT_OK;
+    if (rc == EXIT_OK && ra.o.observe && ra.o.control_password) {
+        fprintf(stderr, "rdq: -remote: -observe and -control-password do not go together\n");
+        rc = EXIT_USAGE;
+    }
+    if (rc == EXIT_OK)
+        rc = client_dial(&c, t, timeout);
+    if (rc == EXIT_OK)
+        rc = rds_remote(c, &ra.o);
+    explicit_bzero(ra.control, sizeof(ra.control));
     rdt_conn_free(c);
     return rc;
 }

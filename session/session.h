@@ -54,4 +54,27 @@ void rds_reader_added(struct rds_reader *r, size_t n);
 int rds_reader_next(struct rds_reader *r, enum rds_type *type, const uint8_t **body, size_t *len,
                     char *err, size_t errlen);
 
+/* ---- Clients: what rdq -premote and rdq -remote share ------------------------------------ */
+
+/* Asks for a secret on the terminal (/dev/tty, echo off): `prompt` then ": ". 0, or -1 when
+ * there is no terminal or nothing was typed. */
+int rds_ask_secret(const char *prompt, char *buf, size_t len);
+/* Parses client string `t` and dials it (a pipe of another host through that host's broker),
+ * asking for the password of a Password=* string. 0, -EINVAL for a bad string (err says why:
+ * a usage error), or another -errno. */
+int rds_dial(struct rdt_conn **out, const char *t, int timeout_ms, char *err, size_t errlen);
+/* rdq -premote: stdin to the connection, the connection to stdout, until the server ends.
+ * Returns the exit status. */
+int rds_pump(struct rdt_conn *c);
+
+/* rdq -remote: joins a shared session on `c`. Lines of stdin go to the debugger (a terminal
+ * edits them); Ctrl-C interrupts it; .detach or the end of input (Ctrl-D) leaves, a pipe's
+ * after the session has been quiet for wait_ms. Returns the exit status. */
+struct rds_remote_opts {
+    bool observe;
+    const char *control_password; /* NULL: none (a server that wants one makes this an observer) */
+    int wait_ms;
+};
+int rds_remote(struct rdt_conn *c, const struct rds_remote_opts *o);
+
 #endif
