@@ -2,7 +2,6 @@
  * LAN), asked at once, listed as it answered. */
 #include "rdq.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -367,29 +366,29 @@ static int browse_run(struct browse_opts *o, bool grouped, const char *verb)
     return rc;
 }
 
-/* Whether `pick` can stand in a shell command as it is, even inside quotes or a shell that a
- * program such as gdb starts in turn: the characters of transport strings, nothing a shell acts
- * on (a row comes from a remote broker: it must not be able to run anything). */
-static bool shell_safe(const char *pick)
+/* CMD with the pick's variable in place of each {}: the shell that runs CMD, and any that CMD
+ * starts in turn (gdb's, for target ... | CMD), reads the pick from the environment, always
+ * quoted, so that no character of it (a row comes from another host's broker) is ever read as
+ * shell syntax. Where {} stands decides the form: unquoted or in '...', "$RDQ_PICK"; in "...",
+ * \"\$RDQ_PICK\" (which that shell turns into "$RDQ_PICK" for the next). */
+static int exec_line(const char *cmd, char *out, size_t len)
 {
-    for (; *pick; pick++)
-        if (!(isalnum((unsigned char)*pick) || strchr(":=,._-/@+%*[]", *pick)))
-            return false;
-    return true;
-}
-
-/* CMD with `pick` in place of each {}. */
-static int exec_line(const char *cmd, const char *pick, char *out, size_t len)
-{
-    size_t n = 0, k = strlen(pick);
+    static const char *const forms[] = {"\"$RDQ_PICK\"", "\"$RDQ_PICK\"", "\\\"\\$RDQ_PICK\\\""};
+    enum { BARE, SINGLE, DOUBLE } q = BARE;
+    size_t n = 0;
     for (const char *p = cmd; *p; p++) {
         bool here = p[0] == '{' && p[1] == '}';
-        if (n + (here ? k : 1) >= len)
+        const char *put = here ? forms[q] : NULL;
+        size_t k = here ? strlen(put) : (q != SINGLE && p[0] == '\\' && p[1]) ? 2 : 1;
+        if (n + k >= len)
             return -ENOSPC;
-        if (here)
-            memcpy(out + n, pick, k), n += k, p++;
-        else
-            out[n++] = *p;
+        memcpy(out + n, here ? put : p, k);
+        n += k;
+        p += here || k == 2 ? 1 : 0;
+        if (!here && k == 1 && *p == '\'' && q != DOUBLE)
+            q = q == SINGLE ? BARE : SINGLE;
+        else if (!here && k == 1 && *p == '"' && q != SINGLE)
+            q = q == DOUBLE ? BARE : DOUBLE;
     }
     out[n] = '\0';
     return 0;
@@ -410,14 +409,13 @@ static int pick(struct browse_opts *o)
         printf("%s\n", picked);
         return EXIT_OK;
     }
-    if (!shell_safe(picked)) {
-        fprintf(stderr,
-                "rdq: -exec: the picked string holds characters a shell would act on; "
-                "run the command yourself with it: %s\n",
-                picked);
-        return EXIT_USAGE;
+    struct rdt_tstring ts;
+    char why[RDT_ERR_MAX];
+    if (rdt_parse(picked, RDT_CLIENT, &ts, why, sizeof(why)) != 0) {
+        fprintf(stderr, "rdq: -exec: the picked row is not a client string (%s): not run\n", why);
+        return EXIT_FAIL;
     }
-    if (exec_line(o->exec, picked, line, sizeof(line)) != 0) {
+    if (exec_line(o->exec, line, sizeof(line)) != 0 || setenv("RDQ_PICK", picked, 1) != 0) {
         fprintf(stderr, "rdq: -exec: the command is too long\n");
         return EXIT_USAGE;
     }

@@ -127,7 +127,7 @@ int rdd_host_port(const char *s, uint16_t dflt, char *host, size_t len, uint16_t
 /* ---- The browse list's model (rdq -browse in a terminal; no terminal code here) ----------- */
 
 #define RDD_FILTER_MAX 64
-#define RDD_KEY_MAX 1200
+#define RDD_KEY_MAX (2 * RDT_HOST_MAX + RDT_STRING_MAX + 32)
 
 struct rdd_model;
 
@@ -160,6 +160,9 @@ void rdd_model_free(struct rdd_model *m);
 /* A host found (being asked), answered (its rows join the list, sorted by host) or failed: as
  * rdd_browse_ops.host gives it. */
 int rdd_model_host(struct rdd_model *m, const struct rdd_host *h);
+/* Forgets every row and host (to ask again), keeping the kind, the filter and the selection's
+ * key: the selected row is selected again when it comes back. */
+void rdd_model_clear(struct rdd_model *m);
 /* Rows whose host, type, advert or description hold every word of `text` (any case). */
 int rdd_model_set_filter(struct rdd_model *m, const char *text);
 const char *rdd_model_filter(const struct rdd_model *m);

@@ -142,7 +142,8 @@ static void row_fill(struct rdd_mrow *r, const struct rdd_host *h, const struct 
     snprintf(r->desc, sizeof(r->desc), "%s", row->desc);
     if (rdd_client_string(row, h->server, r->client, sizeof(r->client)) != 0)
         r->client[0] = '\0';
-    snprintf(r->key, sizeof(r->key), "%s:%u %.900s", h->server, h->port, row->advert);
+    snprintf(r->key, sizeof(r->key), "%s:%u %s %s", h->server, h->port, rdb_kind_name(row->kind),
+             row->advert);
 }
 
 /* A host that turned out to be another's broker leaves the list. */
@@ -175,16 +176,20 @@ int rdd_model_host(struct rdd_model *m, const struct rdd_host *h)
         s->state = RDD_MH_ANSWERED;
         if (grow(m, h->res.nrows) != 0)
             return -ENOMEM;
-        for (size_t k = 0; k < h->res.nrows; k++) {
-            size_t at = insert_at(m, h->name);
-            memmove(&m->rows[at + 1], &m->rows[at], (m->nrows - at) * sizeof(*m->rows));
-            row_fill(&m->rows[at], h, &h->res.rows[k]);
-            m->nrows++;
-            s->nrows++;
-        }
+        size_t at = insert_at(m, h->name), k = h->res.nrows; /* one move for the host's rows */
+        memmove(&m->rows[at + k], &m->rows[at], (m->nrows - at) * sizeof(*m->rows));
+        for (size_t i = 0; i < k; i++)
+            row_fill(&m->rows[at + i], h, &h->res.rows[i]);
+        m->nrows += k;
+        s->nrows += k;
     }
     reshow(m, was);
     return 0;
+}
+
+void rdd_model_clear(struct rdd_model *m)
+{
+    m->nrows = m->nshown = m->nhosts = 0; /* the selected key stays: the row is found again */
 }
 
 int rdd_model_set_filter(struct rdd_model *m, const char *text)

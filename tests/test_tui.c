@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct test_broker br1, br2;
@@ -218,5 +219,67 @@ Test(tui, ctrl_c_leaves_and_gives_the_terminal_back)
     browse("");
     cr_assert(shows("2 shown", 5000), "%s", screen);
     keys("C-c");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
+
+Test(tui, exec_gets_the_pick_intact_whatever_a_shell_would_make_of_it)
+{
+    /* a file that the password row's string would match as a glob, and gdb's way of running a
+     * command in a shell of its own */
+    char dir[160], evil[256], args[512], made[200], nested[200];
+    snprintf(dir, sizeof(dir), "%s/cwd", br1.dir);
+    mkdir(dir, 0755);
+    snprintf(evil, sizeof(evil), "%s/tcp:Port=%u,Password=EVIL,Server=127.0.0.3", dir, srv2);
+    fclose(fopen(evil, "w"));
+    snprintf(made, sizeof(made), "%s/made", dir);
+    snprintf(nested, sizeof(nested), "%s/nested", dir);
+    /* {} bare, in "..." of a nested shell, and in '...' of one (as gdb -ex 'target ... {}'):
+     * the command comes from a file, past the shells that start rdq */
+    char cmdfile[200];
+    snprintf(cmdfile, sizeof(cmdfile), "%s/exec", br1.dir);
+    FILE *f = fopen(cmdfile, "w");
+    fprintf(f,
+            "cd %s && printf '<%%s>\\n' {} >made && sh -c \"echo {} >nested\" && "
+            "sh -c 'echo {} >single'",
+            dir);
+    fclose(f);
+    snprintf(args, sizeof(args), "-exec \\\"\\$(cat %s)\\\"", cmdfile);
+    browse(args);
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    keys("P a s s Enter");
+    cr_expect_str_eq(printed(), "EXIT=0\n");
+    snprintf(want, sizeof(want), "<tcp:Port=%u,Password=*,Server=127.0.0.3>\n", srv2);
+    cr_expect(test_wait_file(made, want, 1000, out, sizeof(out)), "%s", out);
+    cr_expect_str_eq(out, want);
+    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.3\n", srv2);
+    cr_expect(test_wait_file(nested, want, 1000, out, sizeof(out)), "%s", out);
+    snprintf(nested, sizeof(nested), "%s/single", dir);
+    cr_expect(test_wait_file(nested, want, 1000, out, sizeof(out)), "%s", out);
+}
+
+Test(tui, a_small_terminal_says_so_and_picks_nothing_unseen)
+{
+    browse("");
+    cr_assert(shows("2 shown", 5000), "%s", screen);
+    snprintf(cmd, sizeof(cmd), "tmux -L %s resize-window -t t -x 60 -y 3", sock);
+    test_run(cmd, out, sizeof(out), true);
+    cr_assert(shows("the terminal is too small", 2000), "%s", screen);
+    keys("Enter");
+    snprintf(cmd, sizeof(cmd), "tmux -L %s resize-window -t t -x 160 -y 40", sock);
+    test_run(cmd, out, sizeof(out), true);
+    cr_assert(shows("2 shown", 2000), "Enter picked a row no one saw: %s", screen);
+    keys("Escape");
+    cr_expect_str_eq(printed(), "EXIT=1\n");
+}
+
+Test(tui, failed_sources_and_an_empty_list_are_shown)
+{
+    char closed[64];
+    snprintf(closed, sizeof(closed), "127.0.0.1:%u", test_free_ports(1));
+    setenv("RDQ_DNS_SERVERS", closed, 1); /* refused at once */
+    browse("-domain nothing.test -kind debugger");
+    cr_assert(shows("failed: domain nothing.test: no brokers listed", 5000), "%s", screen);
+    cr_expect(shows("(no server found that the kind and filter let through)", 2000), "%s", screen);
+    keys("q");
     cr_expect_str_eq(printed(), "EXIT=1\n");
 }
