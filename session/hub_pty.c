@@ -102,7 +102,6 @@ void hub_pty_interrupt(struct rds_hub *h)
         return;
     struct termios t;
     if (tcgetattr(h->master, &t) == 0 && (t.c_lflag & ISIG) && t.c_cc[VINTR] != _POSIX_VDISABLE) {
-        tcflush(h->master, TCIFLUSH);
         if (write(h->master, &t.c_cc[VINTR], 1) == 1)
             return;
     }
