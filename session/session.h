@@ -77,4 +77,32 @@ struct rds_remote_opts {
 };
 int rds_remote(struct rdt_conn *c, const struct rds_remote_opts *o);
 
+/* ---- rddbg: a console debugger that many share (session/hub*.c) -------------------------- */
+
+struct event_base;
+struct rds_hub;
+
+struct rds_hub_opts {
+    const char *broker;           /* the broker's socket (NULL: rdb_sock_path()) */
+    const char *desc;             /* the description each server registers with */
+    const char *control_password; /* NULL: every client that does not observe controls */
+    bool noio;                    /* no local console: neither stdin read nor output shown */
+};
+
+/* A hub on `base` with no debugger yet: -EINVAL for a control password that breaks the
+ * reference's rules (letters and digits, at most 12), with why in err. */
+int rds_hub_new(struct rds_hub **out, struct event_base *base, const struct rds_hub_opts *o,
+                char *err, size_t errlen);
+/* Opens a server for `tstring` and registers it as a Debugger Server: its number, or -errno. */
+int rds_hub_listen(struct rds_hub *h, const char *tstring, char *err, size_t errlen);
+/* Starts the debugger (argv[0] found on PATH) on a pseudo-terminal of its own. */
+int rds_hub_start(struct rds_hub *h, char *const argv[], char *err, size_t errlen);
+/* Prints on stdout the client strings of every server opened so far. */
+void rds_hub_banner(struct rds_hub *h);
+/* Runs the session until the debugger ends (or rddbg is told to end): the exit status to give,
+ * the debugger's own (128 + S when it was killed by signal S). */
+int rds_hub_run(struct rds_hub *h);
+/* Frees the hub; ends the debugger if it still runs. Accepts NULL. */
+void rds_hub_free(struct rds_hub *h);
+
 #endif
