@@ -212,7 +212,8 @@ static void turn(struct remote *r)
 {
     bool room = r->out_len + RDS_HDR_LEN + RDS_LINE_MAX < sizeof(r->out);
     short want = (short)(rdt_conn_events(r->c) | POLLIN | (r->out_len ? POLLOUT : 0));
-    struct pollfd p[3] = {{.fd = r->in_done || !room ? -1 : 0, .events = POLLIN},
+    /* input waits for the welcome: the server takes lines only once it said who this is */
+    struct pollfd p[3] = {{.fd = r->in_done || !room || !r->welcomed ? -1 : 0, .events = POLLIN},
                           {.fd = rdt_conn_fd(r->c), .events = want},
                           {.fd = sig_pipe[0], .events = POLLIN}};
     int wait = -1;
