@@ -296,3 +296,193 @@ Test(announce, help)
     cr_expect_eq(rdsrv_run("-?"), 0, "%s", out);
     cr_expect(strstr(out, "rdsrv -announce TRANSPORT -kind process|kd|debugger"), "%s", out);
 }
+
+/* ---- rdq -premote -forward ---- */
+
+/* Starts rdq -premote `client` -forward `listen` (log <name>.log) and returns the port it
+ * prints in "rdq: forwarding ADDR:PORT to ..."; `addr` gets ADDR. */
+static unsigned start_forward(const char *client, const char *listen, const char *name, pid_t *pid,
+                              char *addr, size_t alen)
+{
+    const char *argv[] = {"rdq", "-premote", client, "-forward", listen, NULL};
+    char log[64], buf[4096], a[80] = "";
+    snprintf(log, sizeof(log), "%s.log", name);
+    *pid = spawn(argv, name);
+    cr_assert(wait_log(log, "rdq: forwarding ", 5000, buf, sizeof(buf)), "%s", buf);
+    unsigned port = 0;
+    const char *line = strstr(buf, "rdq: forwarding ");
+    cr_assert(sscanf(line, "rdq: forwarding %79s to ", a) == 1, "%s", buf);
+    char *colon = strrchr(a, ':');
+    cr_assert(colon && sscanf(colon + 1, "%u", &port) == 1 && port > 0, "%s", buf);
+    *colon = '\0';
+    if (addr)
+        snprintf(addr, alen, "%s", a);
+    return port;
+}
+
+/* An ssl process server with a password (the default stub) and its client string. */
+static void ssl_server(char *client, size_t len, const char *password)
+{
+    cr_assert(tc_make(), "the test certificates could not be made");
+    unsigned p = test_free_ports(1);
+    char t[128];
+    snprintf(t, sizeof(t), "ssl:proto=tls1,certuser=rdq-srv,port=%u,password=Secret12", p);
+    const char *argv[] = {"rdsrv", "-t", t, NULL};
+    spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, len, "ssl:proto=tls1,certuser=%s,server=127.0.0.1,port=%u,password=%s",
+             tc_srv_thumb, p, password);
+}
+
+/* gdb with a plain target extended-remote localhost:PORT; `hold` keeps it stopped in reached
+ * for that many seconds. */
+static const char *gdb_cmd(unsigned port, int hold, char *buf, size_t len)
+{
+    const char *target = getenv("RDQ_TARGET");
+    cr_assert_not_null(target);
+    snprintf(buf, len,
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex 'target extended-remote localhost:%u' -ex 'set remote exec-file %s' "
+             "-ex 'file %s' -ex 'break reached' -ex 'run' -ex 'shell sleep %d' "
+             "-ex 'print answer' -ex 'continue'",
+             port, target, target, hold);
+    return buf;
+}
+
+static void expect_debugged(const char *gdb_out)
+{
+    cr_expect(strstr(gdb_out, "from remote target..."), "not a remote session: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "Breakpoint 1, reached ()"), "no stop in reached: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "$1 = 42"), "answer is not 42: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "exited normally]"), "no normal exit: %s", gdb_out);
+}
+
+Test(announce, forward_lets_plain_gdb_debug_through_ssl_and_a_password)
+{
+    char client[256], cmd[2048], log[8192], addr[80];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "Secret12");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "127.0.0.1");
+    cr_expect_eq(test_run(gdb_cmd(port, 0, cmd, sizeof(cmd)), out, sizeof(out), true), 0, "%s",
+                 out);
+    expect_debugged(out);
+    /* gdb cannot speak TLS nor prove a password: rdq did, and the server saw its client */
+    cr_expect(
+        wait_log("srv.log", "rdsrv: client 1 from 127.0.0.1: stub pid", 2000, log, sizeof(log)),
+        "%s", log);
+    cr_expect(wait_log("fwd.log", "ended", 5000, log, sizeof(log)), "%s", log);
+    cr_expect(strstr(log, "rdq: forward: connection 1 from 127.0.0.1:"), "%s", log);
+    cr_expect(strstr(log, ": through to the server\n"), "%s", log);
+    cr_expect(strstr(log, " to ssl:Proto=tls1,"), "%s", log);
+    cr_expect_null(strstr(log, "Secret12"), "the password is shown: %s", log);
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
+    tc_remove();
+}
+
+Test(announce, forward_serves_two_connections_at_once)
+{
+    char client[256], cmd[4200], a[2048], b[2048], log[8192];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "Secret12");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    /* both stay stopped in reached for 2 s: their sessions overlap */
+    snprintf(cmd, sizeof(cmd), "%s > %s/a.out 2>&1 & %s > %s/b.out 2>&1; wait",
+             gdb_cmd(port, 2, a, sizeof(a)), br.dir, gdb_cmd(port, 2, b, sizeof(b)), br.dir);
+    test_run(cmd, out, sizeof(out), true);
+    cr_expect(wait_log("a.out", "exited normally]", 0, out, sizeof(out)), "%s", out);
+    expect_debugged(out);
+    cr_expect(wait_log("b.out", "exited normally]", 0, out, sizeof(out)), "%s", out);
+    expect_debugged(out);
+    cr_expect(wait_log("fwd.log", "connection 2", 5000, log, sizeof(log)), "%s", log);
+    const char *first_end = strstr(log, " ended\n");
+    const char *through = strstr(log, ": through to the server\n");
+    const char *second = through ? strstr(through + 1, ": through to the server\n") : NULL;
+    cr_expect(second && (!first_end || second < first_end),
+              "the second connection waited for the first: %s", log);
+    cr_expect(wait_log("srv.log", "rdsrv: client 2 from 127.0.0.1", 2000, log, sizeof(log)), "%s",
+              log);
+    tc_remove();
+}
+
+Test(announce, forward_closes_a_connection_whose_dial_fails_and_goes_on)
+{
+    char client[256], cmd[2048], log[8192];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "wrong1");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    for (int i = 1; i <= 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 20 gdb -batch -nx -ex 'set auto-connect-native off' "
+                 "-ex 'target extended-remote localhost:%u' -ex 'info target'",
+                 port);
+        test_run(cmd, out, sizeof(out), true);
+        cr_expect_null(strstr(out, "Remote serial target"), "gdb got through: %s", out);
+        char want[96];
+        snprintf(want, sizeof(want), "rdq: forward: connection %d from 127.0.0.1:", i);
+        cr_expect(wait_log("fwd.log", want, 5000, log, sizeof(log)), "%s", log);
+    }
+    cr_expect_eq(test_count(log, ": Error 0x80004005: access denied: wrong password; closed it\n"),
+                 2, "%s", log);
+    cr_expect_null(strstr(log, "wrong1"), "the password is shown: %s", log);
+    cr_expect_eq(kill(fwd, 0), 0, "rdq stopped forwarding");
+    cr_expect_eq(waitpid(fwd, NULL, WNOHANG), 0, "rdq stopped forwarding");
+    tc_remove();
+}
+
+Test(announce, forward_listens_where_it_is_told)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], client[96], addr[80], cmd[256];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    spawn(argv, "cat");
+    cr_assert(wait_log("cat.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u", p);
+    pid_t f6, f4;
+    unsigned port6 = start_forward(client, "[::1]:0", "f6", &f6, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "[::1]");
+    snprintf(cmd, sizeof(cmd), "echo hello | timeout 10 socat -t 5 - 'TCP6:[::1]:%u'", port6);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "hello\n");
+    unsigned port4 = start_forward(client, "0.0.0.0:0", "f4", &f4, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "0.0.0.0");
+    snprintf(cmd, sizeof(cmd), "echo again | timeout 10 socat -t 5 - TCP4:127.0.0.1:%u", port4);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "again\n");
+}
+
+/* Runs rdq with `args` (bounded, without a terminal) into out. */
+static int rdq_run(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 10 setsid -w rdq %s </dev/null", args);
+    return test_run(cmd, out, sizeof(out), true);
+}
+
+Test(announce, forward_bad_usage)
+{
+    unsigned p = test_free_ports(1);
+    int taken = test_take_port(p);
+    cr_assert_geq(taken, 0);
+    char args[160], want[160];
+    cr_expect_eq(rdq_run("-premote tcp:server=localhost,port=9 -forward"), 2, "%s", out);
+    cr_expect(strstr(out, "rdq: -forward needs [ADDR:]PORT"), "%s", out);
+    const char *bad[] = {"abc", "70000", "::1:80", "[::1]", ":80", "1.2.3.4:"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "-premote tcp:server=localhost,port=9 -forward '%s'", bad[i]);
+        cr_expect_eq(rdq_run(args), 2, "%s: %s", bad[i], out);
+        snprintf(want, sizeof(want), "rdq: -forward wants [ADDR:]PORT (");
+        cr_expect(strstr(out, want), "%s: %s", bad[i], out);
+    }
+    snprintf(args, sizeof(args), "-premote tcp:server=localhost,port=9 -forward %u", p);
+    cr_expect_eq(rdq_run(args), 1, "%s", out);
+    snprintf(want, sizeof(want), "rdq: -forward %u: cannot listen: Address already in use", p);
+    cr_expect(strstr(out, want), "%s", out);
+    cr_expect_eq(rdq_run("-premote tcp:port=9 -forward 0"), 2, "%s", out);
+    cr_expect_eq(rdq_run("-premote tcp:server=localhost,port=9,password=* -forward 0"), 2, "%s",
+                 out);
+    cr_expect(strstr(out, "Password=*: no terminal to ask the password on"), "%s", out);
+    close(taken);
+}
