@@ -52,9 +52,14 @@ static const struct verb verbs[] = {
      "      input ended. -observe joins to watch only; -control-password proves rddbg's\n"
      "      control password (* asks for it), without which such a server lets one only watch",
      cmd_remote},
-    {"-premote", "TRANSPORT [-timeout MS]",
+    {"-premote", "TRANSPORT [-timeout MS] [-forward [ADDR:]PORT]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
-     "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
+     "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'.\n"
+     "      -forward listens on PORT (on 127.0.0.1, or ADDR: 0.0.0.0, [::1]; 0 picks a free\n"
+     "      one) and relays each connection to the server through TRANSPORT (up to 64 at\n"
+     "      once; TLS and the password stay here, Password=* is asked once), for debuggers\n"
+     "      that take only host:port: gdb -ex 'target extended-remote localhost:PORT'.\n"
+     "      It prints the address it listens on and runs until SIGINT or SIGTERM",
      cmd_premote},
     {"-check", "[-server|-client] TRANSPORT",
      "print the canonical form of a transport string, or say what is wrong with it", cmd_check},
@@ -374,13 +379,33 @@ static int client_dial(struct rdt_conn **c, const char *t, long timeout)
     return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 }
 
+static int premote_arg(int argc, char **argv, int *i, void *arg)
+{
+    const char **forward = arg;
+    if (strcmp(argv[*i], "-forward") != 0)
+        return 1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "rdq: -forward needs [ADDR:]PORT, e.g. -forward 2345 or -forward "
+                        "0.0.0.0:2345\n");
+        return -1;
+    }
+    *forward = argv[++*i];
+    return 0;
+}
+
 static int cmd_premote(int argc, char **argv)
 {
     long timeout = 10000;
-    const char *t = NULL;
+    const char *t = NULL, *forward = NULL;
     struct rdt_conn *c = NULL;
-    if (client_args(argc, argv, "-premote", &t, &timeout, NULL, NULL))
+    if (client_args(argc, argv, "-premote", &t, &timeout, premote_arg, &forward))
         return EXIT_USAGE;
+    if (forward) {
+        struct rds_forward_opts fo = {
+            .listen = forward, .timeout_ms = (int)timeout, .max_conns = RDS_FORWARD_MAX};
+        signal(SIGPIPE, SIG_IGN);
+        return rds_forward(t, &fo);
+    }
     int rc = client_dial(&c, t, timeout);
     if (rc == EXIT_OK)
         rc = rds_pump(c);

@@ -1,5 +1,6 @@
 /* rdsrv: the process server. Each authenticated client gets its own debug stub speaking on
  * stdio (default gdbserver --once --multi -); the server registers itself with the local broker. */
+#include "rdsrv.h"
 #include "broker.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ struct opts {
     const char *broker;
     char **app; /* -c / -cs: the command line to start */
     bool suspended;
+    struct rdsrv_announce_opts an; /* -announce T -kind K -- CMD */
 };
 
 static void usage(FILE *f)
@@ -32,6 +34,8 @@ static void usage(FILE *f)
         "rdsrv: the process server of rdq (as dbgsrv of Microsoft's Debugging Tools for Windows)\n"
         "Usage: rdsrv -t TRANSPORT [-stub CMD] [-desc TEXT] [-broker PATH]\n"
         "             [-x | -pc ...] [-c[s] AppCmdLine]\n"
+        "       rdsrv -announce TRANSPORT -kind process|kd|debugger [-desc TEXT]\n"
+        "             [-broker PATH] -- CMD [ARGS...]\n"
         "  -t TRANSPORT   where to serve, e.g. tcp:port=51:60,password=Pw or npipe:pipe=dbg%%d\n"
         "  -stub CMD      the debug stub each client gets, speaking on its stdin and stdout\n"
         "                 (default: %s)\n"
@@ -41,20 +45,53 @@ static void usage(FILE *f)
         "                 smart client to attach to; everything after -c is the command line\n"
         "  -cs AppCmdLine the same, started stopped at its first instruction\n"
         "  -x, -pc        ignore the rest of the command line (-pc must have something after)\n"
+        "  -announce TRANSPORT\n"
+        "                 start CMD, a server of its own (gdbserver :2345 ./app, lldb-server,\n"
+        "                 qemu -gdb tcp::1234), and list it as TRANSPORT (where CMD listens, e.g.\n"
+        "                 tcp:port=2345; rdsrv binds nothing) while it runs; signals to rdsrv go\n"
+        "                 to CMD, and rdsrv exits with CMD's status (128+N for signal N, 127\n"
+        "                 when CMD cannot be run). hidden: never listed; no clicon, no password\n"
+        "  -kind KIND     with -announce: process (Remote Process Server), kd (Remote Kernel\n"
+        "                 Debugger Server) or debugger (Debugger Server)\n"
         "  -?, --help     this help\n"
-        "Clients connect with: rdq -premote <client string printed at start>\n",
+        "Clients connect with: rdq -premote <client string printed at start>\n"
+        "(an announced server: directly, e.g. gdb's target remote HOST:2345)\n",
         DEFAULT_STUB, RDB_DEFAULT_SOCK);
+}
+
+/* -t serves through rdsrv; -announce only lists a server of its own: one or the other. */
+static int check_mode(struct opts *o)
+{
+    if (o->an.transport && (o->transport || o->app || o->stub)) {
+        fprintf(stderr, "rdsrv: -announce lists a command that serves by itself: -t, -stub and "
+                        "-c do not go with it\n");
+        return -1;
+    }
+    if (!o->an.transport && (o->an.kind || o->an.cmd)) {
+        fprintf(stderr, "rdsrv: %s goes with -announce: try rdsrv -?\n",
+                o->an.kind ? "-kind" : "--");
+        return -1;
+    }
+    if (!o->transport && !o->an.transport) {
+        fprintf(stderr, "rdsrv: -t TRANSPORT is required, e.g. rdsrv -t tcp:port=5005\n");
+        return -1;
+    }
+    o->an.desc = o->desc;
+    o->an.broker = o->broker;
+    return 0;
 }
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **val = strcmp(a, "-t") == 0        ? &o->transport
-                           : strcmp(a, "-stub") == 0   ? &o->stub
-                           : strcmp(a, "-desc") == 0   ? &o->desc
-                           : strcmp(a, "-broker") == 0 ? &o->broker
-                                                       : NULL;
+        const char **val = strcmp(a, "-t") == 0          ? &o->transport
+                           : strcmp(a, "-stub") == 0     ? &o->stub
+                           : strcmp(a, "-desc") == 0     ? &o->desc
+                           : strcmp(a, "-broker") == 0   ? &o->broker
+                           : strcmp(a, "-announce") == 0 ? &o->an.transport
+                           : strcmp(a, "-kind") == 0     ? &o->an.kind
+                                                         : NULL;
         if (val) {
             if (++i >= argc) {
                 fprintf(stderr, "rdsrv: %s needs a value: try rdsrv -?\n", a);
@@ -70,6 +107,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
             }
             o->suspended = a[2] == 's';
             o->app = argv + i + 1;
+            break;
+        } else if (strcmp(a, "--") == 0) {
+            o->an.cmd = argv + i + 1;
             break;
         } else if (strcmp(a, "-x") == 0) {
             break;
@@ -89,11 +129,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
             return -1;
         }
     }
-    if (!o->transport) {
-        fprintf(stderr, "rdsrv: -t TRANSPORT is required, e.g. rdsrv -t tcp:port=5005\n");
-        return -1;
-    }
-    return 0;
+    return check_mode(o);
 }
 
 /* Starts the -c command line; with -cs it stops at the first instruction of the new image. */
@@ -325,7 +361,7 @@ static void print_client_strings(const struct rdb_server *rs)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.stub = DEFAULT_STUB};
+    struct opts o = {0};
     int rc = parse_args(&o, argc, argv);
     if (rc) {
         if (rc > 0)
@@ -333,6 +369,10 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (o.an.transport)
+        return rdsrv_announce(&o.an);
+    if (!o.stub)
+        o.stub = DEFAULT_STUB;
     struct event_base *base = event_base_new();
     struct server s = {.o = &o, .base = base};
     struct rdb_server *rs = NULL;

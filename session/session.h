@@ -67,6 +67,20 @@ int rds_dial(struct rdt_conn **out, const char *t, int timeout_ms, char *err, si
  * Returns the exit status. */
 int rds_pump(struct rdt_conn *c);
 
+/* rdq -premote T -forward [ADDR:]PORT: listens on ADDR:PORT (127.0.0.1 when ADDR is left out;
+ * PORT 0 takes a free one) and relays each accepted connection, up to max_conns at once, to the
+ * server through a new connection to client string `t`, dialed within timeout_ms. Password=* is
+ * asked once, at start. Prints "rdq: forwarding ADDR:PORT to T" on stderr, and a line for each
+ * connection (through, ended, or why it was closed); runs until SIGINT or SIGTERM. Returns the
+ * exit status: 0 after a signal, 1 when it cannot listen, 2 for a bad string or ADDR:PORT. */
+#define RDS_FORWARD_MAX 64
+struct rds_forward_opts {
+    const char *listen;
+    int timeout_ms;
+    unsigned max_conns;
+};
+int rds_forward(const char *t, const struct rds_forward_opts *o);
+
 /* rdq -remote: joins a shared session on `c`. Lines of stdin go to the debugger (a terminal
  * edits them); Ctrl-C interrupts it; .detach or the end of input (Ctrl-D) leaves, a pipe's
  * after the session has been quiet for wait_ms. Returns the exit status. */

@@ -1,0 +1,488 @@
+/* rdsrv -announce (a foreign server made discoverable while it runs) and rdq -premote -forward
+ * (a local port relayed to a server), end to end with real gdb and gdbserver. */
+#include "helpers.h"
+#include "tls_certs.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_SPAWNED 8
+
+static struct test_broker br;
+static char out[65536];
+static pid_t spawned[MAX_SPAWNED]; /* stopped by teardown */
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    memset(spawned, 0, sizeof(spawned));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+}
+
+static int wait_exit(pid_t pid, int ms);
+
+static void teardown(void)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++) {
+        pid_t pid = spawned[i];
+        if (pid > 0 && (kill(pid, SIGTERM), wait_exit(pid, 3000)) < 0)
+            test_stop(pid, SIGKILL); /* its command gets SIGTERM from rdsrv's end */
+    }
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br);
+}
+
+TestSuite(announce, .init = setup, .fini = teardown, .timeout = 150);
+
+/* Spawns a program with argv, output to <broker dir>/<name>.log. */
+static pid_t spawn(const char *const argv[], const char *name)
+{
+    char log[192];
+    snprintf(log, sizeof(log), "%s/%s.log", br.dir, name);
+    pid_t pid = test_spawn(argv, log, 0);
+    cr_assert_gt(pid, 0);
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (!spawned[i]) {
+            spawned[i] = pid;
+            return pid;
+        }
+    cr_assert_fail("too many programs in one test");
+    return -1;
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+}
+
+/* Waits up to `ms` for `pid` to exit: its exit status (128+N for signal N), or -1. */
+static int wait_exit(pid_t pid, int ms)
+{
+    int st;
+    for (int waited = 0; waited <= ms; waited += 10) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            forget(pid);
+            test_stop(pid, 0); /* reaped: the harness forgets it too */
+            return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static bool wait_log(const char *name, const char *needle, int ms, char *buf, size_t len)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", br.dir, name);
+    return test_wait_file(path, needle, ms, buf, len);
+}
+
+/* The pid in "Server announced: ... (NAME, pid N)" of a log. */
+static pid_t announced_pid(const char *log)
+{
+    char buf[4096];
+    cr_assert(wait_log(log, "Server announced: ", 5000, buf, sizeof(buf)), "%s", buf);
+    const char *p = strstr(strstr(buf, "Server announced: "), ", pid ");
+    int pid = 0;
+    cr_assert(p && sscanf(p, ", pid %d)", &pid) == 1 && pid > 0, "%s", buf);
+    return (pid_t)pid;
+}
+
+static bool alive(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+    return access(path, F_OK) == 0;
+}
+
+/* ---- rdsrv -announce ---- */
+
+Test(announce, gdbserver_is_listed_debugged_directly_and_withdrawn_when_it_exits)
+{
+    const char *target = getenv("RDQ_TARGET");
+    cr_assert_not_null(target);
+    unsigned p = test_free_ports(1);
+    char t[64], listen[32], want[128], cmd[2048], log[8192];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    snprintf(listen, sizeof(listen), ":%u", p);
+    const char *argv[] = {"rdsrv", "-announce", t,      "-kind", "process",
+                          "--",    "gdbserver", listen, target,  NULL};
+    pid_t s = spawn(argv, "gs");
+    snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_expect_str_eq(out, want);
+    cr_assert(wait_log("gs.log", "Listening on port", 5000, log, sizeof(log)), "%s", log);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex 'target remote localhost:%u' -ex 'file %s' -ex 'break reached' -ex 'continue' "
+             "-ex 'print answer' -ex 'continue'",
+             p, target);
+    int rc = test_run(cmd, out, sizeof(out), true);
+    cr_expect_eq(rc, 0, "gdb: %s", out);
+    cr_expect(strstr(out, "from remote target..."), "not a remote session: %s", out);
+    cr_expect(strstr(out, "Breakpoint 1, reached ()"), "no stop in reached: %s", out);
+    cr_expect(strstr(out, "$1 = 42"), "answer is not 42: %s", out);
+    cr_expect(strstr(out, "exited normally]"), "no normal exit: %s", out);
+    /* the program ended, so gdbserver does (with 0): the row goes at once, rdsrv exits so */
+    cr_expect(test_wait_rows("localhost", 0, 1000, out, sizeof(out)), "still listed: %s", out);
+    cr_expect_eq(wait_exit(s, 5000), 0);
+    cr_expect(wait_log("gs.log", "Remote debugging from host 127.0.0.1", 0, log, sizeof(log)),
+              "gdbserver did not see gdb: %s", log);
+    cr_expect(strstr(log, "gdbserver (pid "), "%s", log);
+    cr_expect(strstr(log, ") exited with status 0; withdrawn"), "%s", log);
+}
+
+Test(announce, the_exit_status_of_the_command_is_passed_on)
+{
+    const char *argv[] = {"rdsrv", "-announce", "tcp:port=9",        "-kind", "kd", "--",
+                          "sh",    "-c",        "sleep 0.3; exit 7", NULL};
+    pid_t s = spawn(argv, "seven");
+    cr_expect_eq(wait_exit(s, 5000), 7);
+    wait_log("broker.log", "gone:", 2000, out, sizeof(out));
+    cr_expect(strstr(out, "registered: Remote Kernel Debugger Server - tcp:Port=9"), "%s", out);
+    cr_expect(strstr(out, "gone: Remote Kernel Debugger Server - tcp:Port=9"), "%s", out);
+}
+
+/* `sig` to rdsrv reaches its command (sleep 100, ended by it): rdsrv exits 128+sig, the row
+ * goes, and the command is gone too. */
+static void expect_signal_passed(int sig)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], name[32], log[40];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    snprintf(name, sizeof(name), "sig%d", sig);
+    snprintf(log, sizeof(log), "sig%d.log", sig);
+    const char *argv[] = {"rdsrv", "-announce", t, "-kind", "process", "--", "sleep", "100", NULL};
+    pid_t s = spawn(argv, name);
+    pid_t cmd = announced_pid(log);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    kill(s, sig);
+    cr_expect_eq(wait_exit(s, 5000), 128 + sig, "signal %d", sig);
+    cr_expect(test_wait_rows("localhost", 0, 1000, out, sizeof(out)), "still listed: %s", out);
+    cr_expect_not(alive(cmd), "sleep (pid %d) outlived rdsrv", (int)cmd);
+}
+
+Test(announce, sigterm_and_the_others_reach_the_command)
+{
+    expect_signal_passed(SIGTERM);
+    expect_signal_passed(SIGINT);
+    expect_signal_passed(SIGHUP);
+    expect_signal_passed(SIGUSR1);
+}
+
+Test(announce, a_killed_rdsrv_takes_its_command_along)
+{
+    unsigned p = test_free_ports(1);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-announce", t, "-kind", "process", "--", "sleep", "100", NULL};
+    pid_t s = spawn(argv, "killed");
+    pid_t cmd = announced_pid("killed.log");
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    kill(s, SIGKILL);
+    cr_expect_eq(wait_exit(s, 5000), 128 + SIGKILL);
+    cr_expect(test_wait_rows("localhost", 0, 1000, out, sizeof(out)), "still listed: %s", out);
+    for (int i = 0; i < 200 && alive(cmd); i++)
+        usleep(10000);
+    cr_expect_not(alive(cmd), "sleep (pid %d) outlived a killed rdsrv", (int)cmd);
+}
+
+Test(announce, the_three_kinds_are_listed_by_their_names_and_filtered)
+{
+    unsigned p = test_free_ports(3);
+    char t[3][64], want[512];
+    const char *kinds[] = {"process", "kd", "debugger"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(t[i], sizeof(t[i]), "tcp:port=%u", p + (unsigned)i);
+        const char *argv[] = {"rdsrv",  "-announce", t[i],    "-kind", kinds[i], "-desc",
+                              kinds[i], "--",        "sleep", "100",   NULL};
+        spawn(argv, kinds[i]);
+    }
+    cr_assert(test_wait_rows("localhost", 3, 5000, out, sizeof(out)), "%s", out);
+    const char *titles[] = {"Remote Process Server", "Remote Kernel Debugger Server",
+                            "Debugger Server"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(want, sizeof(want), "\n%s - tcp:Port=%u\n", titles[i], p + (unsigned)i);
+        cr_expect(strstr(out, want), "no %s row: %s", titles[i], out);
+    }
+    cr_assert_eq(test_qr("localhost -kind debugger", out, sizeof(out)), 0, "%s", out);
+    snprintf(want, sizeof(want), "Servers on localhost:\nDebugger Server - tcp:Port=%u\n", p + 2);
+    cr_expect_str_eq(out, want);
+    cr_assert_eq(test_qr("localhost -kind remote", out, sizeof(out)), 0, "%s", out);
+    cr_expect_eq(test_count(out, "\n"), 3, "%s", out);
+    cr_expect_null(strstr(out, "\nDebugger Server"), "%s", out);
+    snprintf(want, sizeof(want), "Remote Process Server - tcp:Port=%u\n", p);
+    cr_expect(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "Remote Kernel Debugger Server - tcp:Port=%u\n", p + 1);
+    cr_expect(strstr(out, want), "%s", out);
+}
+
+Test(announce, hidden_is_registered_but_never_listed)
+{
+    unsigned p = test_free_ports(1);
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u,hidden", p);
+    const char *argv[] = {"rdsrv", "-announce", t, "-kind", "process", "--", "sleep", "100", NULL};
+    spawn(argv, "hidden");
+    cr_assert(wait_log("broker.log", "registered:", 5000, out, sizeof(out)), "%s", out);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, "Servers on localhost:\n");
+    cr_expect(wait_log("hidden.log", "hidden: never listed", 0, out, sizeof(out)), "%s", out);
+}
+
+/* Runs rdsrv with `args` (bounded) into out. */
+static int rdsrv_run(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 10 rdsrv %s", args);
+    return test_run(cmd, out, sizeof(out), true);
+}
+
+Test(announce, a_command_that_cannot_run_is_127_and_never_registered)
+{
+    cr_expect_eq(rdsrv_run("-announce tcp:port=9 -kind process -- /nonexistent/gdbserver :9"), 127,
+                 "%s", out);
+    cr_expect_str_eq(out, "rdsrv: cannot run /nonexistent/gdbserver: No such file or directory\n");
+    cr_expect_eq(rdsrv_run("-announce tcp:port=9 -kind process -- /etc/passwd"), 127, "%s", out);
+    cr_expect(strstr(out, "rdsrv: cannot run /etc/passwd: Permission denied"), "%s", out);
+    wait_log("broker.log", "", 0, out, sizeof(out));
+    cr_expect_null(strstr(out, "registered:"), "%s", out);
+}
+
+Test(announce, bad_usage)
+{
+    struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"-announce tcp:port=9 -kind process", "rdsrv: -announce needs the command to start "
+                                               "after --"},
+        {"-announce tcp:port=9 -kind process --", "rdsrv: -announce needs the command"},
+        {"-announce tcp:port=9 -- sleep 1", "rdsrv: -announce needs -kind process, kd or debugger"},
+        {"-announce tcp:port=9 -kind kernel -- sleep 1",
+         "rdsrv: -kind \"kernel\" is not a kind: process (Remote Process Server), kd (Remote "
+         "Kernel "
+         "Debugger Server) or debugger (Debugger Server)"},
+        {"-announce tcp:port=9,password=Secret12 -kind process -- sleep 1",
+         "rdsrv: -announce tcp:port=9,password=*: rdsrv cannot check a password"},
+        {"-announce tcp:port=9,clicon=box -kind process -- sleep 1", "clicon makes no sense here"},
+        {"-announce tcp:port=99999 -kind process -- sleep 1", "rdsrv: -announce tcp:port=99999: "},
+        {"-announce tcp:port=9 -t tcp:port=9 -kind process -- sleep 1",
+         "rdsrv: -announce lists a command that serves by itself: -t, -stub and -c do not go "
+         "with it"},
+        {"-t tcp:port=9 -kind process", "rdsrv: -kind goes with -announce"},
+        {"-t tcp:port=9 -- sleep 1", "rdsrv: -- goes with -announce"},
+        {"-announce", "rdsrv: -announce needs a value"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cr_expect_eq(rdsrv_run(cases[i].args), 2, "%s: %s", cases[i].args, out);
+        cr_expect(strstr(out, cases[i].msg), "%s: %s", cases[i].args, out);
+        cr_expect_null(strstr(out, "Secret12"), "the password is shown: %s", out);
+    }
+    wait_log("broker.log", "", 0, out, sizeof(out));
+    cr_expect_null(strstr(out, "registered:"), "%s", out);
+}
+
+Test(announce, help)
+{
+    cr_expect_eq(rdsrv_run("-?"), 0, "%s", out);
+    cr_expect(strstr(out, "rdsrv -announce TRANSPORT -kind process|kd|debugger"), "%s", out);
+}
+
+/* ---- rdq -premote -forward ---- */
+
+/* Starts rdq -premote `client` -forward `listen` (log <name>.log) and returns the port it
+ * prints in "rdq: forwarding ADDR:PORT to ..."; `addr` gets ADDR. */
+static unsigned start_forward(const char *client, const char *listen, const char *name, pid_t *pid,
+                              char *addr, size_t alen)
+{
+    const char *argv[] = {"rdq", "-premote", client, "-forward", listen, NULL};
+    char log[64], buf[4096], a[80] = "";
+    snprintf(log, sizeof(log), "%s.log", name);
+    *pid = spawn(argv, name);
+    cr_assert(wait_log(log, "rdq: forwarding ", 5000, buf, sizeof(buf)), "%s", buf);
+    unsigned port = 0;
+    const char *line = strstr(buf, "rdq: forwarding ");
+    cr_assert(sscanf(line, "rdq: forwarding %79s to ", a) == 1, "%s", buf);
+    char *colon = strrchr(a, ':');
+    cr_assert(colon && sscanf(colon + 1, "%u", &port) == 1 && port > 0, "%s", buf);
+    *colon = '\0';
+    if (addr)
+        snprintf(addr, alen, "%s", a);
+    return port;
+}
+
+/* An ssl process server with a password (the default stub) and its client string. */
+static void ssl_server(char *client, size_t len, const char *password)
+{
+    cr_assert(tc_make(), "the test certificates could not be made");
+    unsigned p = test_free_ports(1);
+    char t[128];
+    snprintf(t, sizeof(t), "ssl:proto=tls1,certuser=rdq-srv,port=%u,password=Secret12", p);
+    const char *argv[] = {"rdsrv", "-t", t, NULL};
+    spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, len, "ssl:proto=tls1,certuser=%s,server=127.0.0.1,port=%u,password=%s",
+             tc_srv_thumb, p, password);
+}
+
+/* gdb with a plain target extended-remote localhost:PORT; `hold` keeps it stopped in reached
+ * for that many seconds. */
+static const char *gdb_cmd(unsigned port, int hold, char *buf, size_t len)
+{
+    const char *target = getenv("RDQ_TARGET");
+    cr_assert_not_null(target);
+    snprintf(buf, len,
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex 'target extended-remote localhost:%u' -ex 'set remote exec-file %s' "
+             "-ex 'file %s' -ex 'break reached' -ex 'run' -ex 'shell sleep %d' "
+             "-ex 'print answer' -ex 'continue'",
+             port, target, target, hold);
+    return buf;
+}
+
+static void expect_debugged(const char *gdb_out)
+{
+    cr_expect(strstr(gdb_out, "from remote target..."), "not a remote session: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "Breakpoint 1, reached ()"), "no stop in reached: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "$1 = 42"), "answer is not 42: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "exited normally]"), "no normal exit: %s", gdb_out);
+}
+
+Test(announce, forward_lets_plain_gdb_debug_through_ssl_and_a_password)
+{
+    char client[256], cmd[2048], log[8192], addr[80];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "Secret12");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "127.0.0.1");
+    cr_expect_eq(test_run(gdb_cmd(port, 0, cmd, sizeof(cmd)), out, sizeof(out), true), 0, "%s",
+                 out);
+    expect_debugged(out);
+    /* gdb cannot speak TLS nor prove a password: rdq did, and the server saw its client */
+    cr_expect(
+        wait_log("srv.log", "rdsrv: client 1 from 127.0.0.1: stub pid", 2000, log, sizeof(log)),
+        "%s", log);
+    cr_expect(wait_log("fwd.log", "ended", 5000, log, sizeof(log)), "%s", log);
+    cr_expect(strstr(log, "rdq: forward: connection 1 from 127.0.0.1:"), "%s", log);
+    cr_expect(strstr(log, ": through to the server\n"), "%s", log);
+    cr_expect(strstr(log, " to ssl:Proto=tls1,"), "%s", log);
+    cr_expect_null(strstr(log, "Secret12"), "the password is shown: %s", log);
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
+    tc_remove();
+}
+
+Test(announce, forward_serves_two_connections_at_once)
+{
+    char client[256], cmd[4200], a[2048], b[2048], log[8192];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "Secret12");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    /* both stay stopped in reached for 2 s: their sessions overlap */
+    snprintf(cmd, sizeof(cmd), "%s > %s/a.out 2>&1 & %s > %s/b.out 2>&1; wait",
+             gdb_cmd(port, 2, a, sizeof(a)), br.dir, gdb_cmd(port, 2, b, sizeof(b)), br.dir);
+    test_run(cmd, out, sizeof(out), true);
+    cr_expect(wait_log("a.out", "exited normally]", 0, out, sizeof(out)), "%s", out);
+    expect_debugged(out);
+    cr_expect(wait_log("b.out", "exited normally]", 0, out, sizeof(out)), "%s", out);
+    expect_debugged(out);
+    cr_expect(wait_log("fwd.log", "connection 2", 5000, log, sizeof(log)), "%s", log);
+    const char *first_end = strstr(log, " ended\n");
+    const char *through = strstr(log, ": through to the server\n");
+    const char *second = through ? strstr(through + 1, ": through to the server\n") : NULL;
+    cr_expect(second && (!first_end || second < first_end),
+              "the second connection waited for the first: %s", log);
+    cr_expect(wait_log("srv.log", "rdsrv: client 2 from 127.0.0.1", 2000, log, sizeof(log)), "%s",
+              log);
+    tc_remove();
+}
+
+Test(announce, forward_closes_a_connection_whose_dial_fails_and_goes_on)
+{
+    char client[256], cmd[2048], log[8192];
+    pid_t fwd;
+    ssl_server(client, sizeof(client), "wrong1");
+    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    for (int i = 1; i <= 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 20 gdb -batch -nx -ex 'set auto-connect-native off' "
+                 "-ex 'target extended-remote localhost:%u' -ex 'info target'",
+                 port);
+        test_run(cmd, out, sizeof(out), true);
+        cr_expect_null(strstr(out, "Remote serial target"), "gdb got through: %s", out);
+        char want[96];
+        snprintf(want, sizeof(want), "rdq: forward: connection %d from 127.0.0.1:", i);
+        cr_expect(wait_log("fwd.log", want, 5000, log, sizeof(log)), "%s", log);
+    }
+    cr_expect_eq(test_count(log, ": Error 0x80004005: access denied: wrong password; closed it\n"),
+                 2, "%s", log);
+    cr_expect_null(strstr(log, "wrong1"), "the password is shown: %s", log);
+    cr_expect_eq(kill(fwd, 0), 0, "rdq stopped forwarding");
+    cr_expect_eq(waitpid(fwd, NULL, WNOHANG), 0, "rdq stopped forwarding");
+    tc_remove();
+}
+
+Test(announce, forward_listens_where_it_is_told)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], client[96], addr[80], cmd[256];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    spawn(argv, "cat");
+    cr_assert(wait_log("cat.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u", p);
+    pid_t f6, f4;
+    unsigned port6 = start_forward(client, "[::1]:0", "f6", &f6, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "[::1]");
+    snprintf(cmd, sizeof(cmd), "echo hello | timeout 10 socat -t 5 - 'TCP6:[::1]:%u'", port6);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "hello\n");
+    unsigned port4 = start_forward(client, "0.0.0.0:0", "f4", &f4, addr, sizeof(addr));
+    cr_expect_str_eq(addr, "0.0.0.0");
+    snprintf(cmd, sizeof(cmd), "echo again | timeout 10 socat -t 5 - TCP4:127.0.0.1:%u", port4);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "again\n");
+}
+
+/* Runs rdq with `args` (bounded, without a terminal) into out. */
+static int rdq_run(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 10 setsid -w rdq %s </dev/null", args);
+    return test_run(cmd, out, sizeof(out), true);
+}
+
+Test(announce, forward_bad_usage)
+{
+    unsigned p = test_free_ports(1);
+    int taken = test_take_port(p);
+    cr_assert_geq(taken, 0);
+    char args[160], want[160];
+    cr_expect_eq(rdq_run("-premote tcp:server=localhost,port=9 -forward"), 2, "%s", out);
+    cr_expect(strstr(out, "rdq: -forward needs [ADDR:]PORT"), "%s", out);
+    const char *bad[] = {"abc", "70000", "::1:80", "[::1]", ":80", "1.2.3.4:"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "-premote tcp:server=localhost,port=9 -forward '%s'", bad[i]);
+        cr_expect_eq(rdq_run(args), 2, "%s: %s", bad[i], out);
+        snprintf(want, sizeof(want), "rdq: -forward wants [ADDR:]PORT (");
+        cr_expect(strstr(out, want), "%s: %s", bad[i], out);
+    }
+    snprintf(args, sizeof(args), "-premote tcp:server=localhost,port=9 -forward %u", p);
+    cr_expect_eq(rdq_run(args), 1, "%s", out);
+    snprintf(want, sizeof(want), "rdq: -forward %u: cannot listen: Address already in use", p);
+    cr_expect(strstr(out, want), "%s", out);
+    cr_expect_eq(rdq_run("-premote tcp:port=9 -forward 0"), 2, "%s", out);
+    cr_expect_eq(rdq_run("-premote tcp:server=localhost,port=9,password=* -forward 0"), 2, "%s",
+                 out);
+    cr_expect(strstr(out, "Password=*: no terminal to ask the password on"), "%s", out);
+    close(taken);
+}
