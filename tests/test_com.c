@@ -169,16 +169,29 @@ static pid_t owner_of(const char *dev)
     return found;
 }
 
+/* Ends the process whose pid a test's shell wrote to DIR/NAME: a client's input held open. */
+static void end_holder(const char *name)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", br.dir, name);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+        kill(pid, SIGTERM);
+    if (f)
+        fclose(f);
+}
+
 Test(com, the_line_owner_killed_fails_clearly_and_a_new_one_serves)
 {
     cable();
     pid_t s3 = serve(line.a, 3, "", "cat", "s3");
-    pid_t s7 = serve(line.a, 7, "", "sh -c 'cat; sleep 30'", "s7");
+    pid_t s7 = serve(line.a, 7, "", "sh -c 'cat; exec sleep 30'", "s7");
     /* a session on channel 7 that stays open */
     snprintf(cmd, sizeof(cmd),
-             "(echo first; sleep 30) | { timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; "
-             "echo $? > %s/c7.rc; }",
-             client(line.b, 7, ""), br.dir, br.dir);
+             "(echo first; sleep 30 & echo $! >%s/c7.sleep; wait) | "
+             "{ timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; echo $? > %s/c7.rc; }",
+             br.dir, client(line.b, 7, ""), br.dir, br.dir);
     char bg[2304];
     snprintf(bg, sizeof(bg), "(%s) >/dev/null 2>&1 &", cmd);
     cr_assert_eq(test_run(bg, out, sizeof(out), true), 0);
@@ -197,6 +210,7 @@ Test(com, the_line_owner_killed_fails_clearly_and_a_new_one_serves)
     cr_expect_str_eq(out, "again\n");
     test_stop(s3, SIGTERM);
     test_stop(s7, SIGTERM);
+    end_holder("c7.sleep");
 }
 
 Test(com, baud_rates_that_differ_are_named)
@@ -314,8 +328,9 @@ Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
     cable();
     pid_t s7 = serve(line.a, 7, "", "cat", "s7");
     snprintf(cmd, sizeof(cmd),
-             "(echo first; sleep 60) | { timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; }",
-             client(line.b, 7, ""), br.dir);
+             "(echo first; sleep 60 & echo $! >%s/c7.sleep; wait) | "
+             "{ timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; }",
+             br.dir, client(line.b, 7, ""), br.dir);
     char bg[2304], path[192];
     snprintf(bg, sizeof(bg), "(%s) >/dev/null 2>&1 &", cmd);
     cr_assert_eq(test_run(bg, out, sizeof(out), true), 0);
@@ -330,4 +345,5 @@ Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
     cr_expect_str_eq(out, "after\n");
     test_stop(s7, SIGTERM);
+    end_holder("c7.sleep"); /* the first client's input ends */
 }

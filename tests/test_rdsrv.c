@@ -537,7 +537,7 @@ Test(rdsrv, programs_it_starts_take_sigpipe_as_usual)
     snprintf(t, sizeof(t), "tcp:port=%u", p);
     const char *argv[] = {"rdsrv", "-t",  t,
                           "-stub", "cat", "-c",
-                          "sh",    "-c",  "grep SigIgn /proc/self/status; sleep 30",
+                          "sh",    "-c",  "grep SigIgn /proc/self/status; exec sleep 30",
                           NULL};
     spawn(argv, "sigpipe");
     cr_assert(wait_log("sigpipe.log", "SigIgn:", 5000, log, sizeof(log)), "%s", log);
