@@ -435,8 +435,10 @@ static int remote_arg(int argc, char **argv, int *i, void *arg)
             fprintf(stderr, "rdq: -control-password *: no terminal to ask it on\n");
             return -1;
         }
-        if (strcmp(v, "*") != 0)
+        if (strcmp(v, "*") != 0) {
             snprintf(ra->control, sizeof(ra->control), "%s", v);
+            explicit_bzero(argv[*i + 1], strlen(v)); /* out of ps and /proc/PID/cmdline */
+        }
         ra->o.control_password = ra->control;
         (*i)++;
     } else if (strcmp(a, "-wait") == 0) {
@@ -464,6 +466,7 @@ static int cmd_remote(int argc, char **argv)
     }
     if (rc == EXIT_OK)
         rc = client_dial(&c, t, timeout);
+    ra.o.timeout_ms = (int)timeout;
     if (rc == EXIT_OK)
         rc = rds_remote(c, &ra.o);
     explicit_bzero(ra.control, sizeof(ra.control));

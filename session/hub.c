@@ -220,9 +220,10 @@ static void console_open(struct rds_hub *h)
 
 static void console_close(struct rds_hub *h)
 {
-    if (h->cout && evbuffer_get_length(h->cout)) {
+    if (h->cout) { /* stdout is shared with the shell: blocking again, whatever is left */
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
-        evbuffer_write(h->cout, 1);
+        if (evbuffer_get_length(h->cout))
+            evbuffer_write(h->cout, 1);
     }
     if (h->tty_saved)
         tcsetattr(0, TCSANOW, &h->saved);
@@ -411,6 +412,8 @@ int rds_hub_run(struct rds_hub *h)
         h->sigs[i] = evsignal_new(h->base, sigs[i], on_signal, h);
         event_add(h->sigs[i], NULL);
     }
+    /* a debugger that ended before its SIGCHLD had a handler is a zombie now: reap it */
+    on_signal(SIGCHLD, 0, h);
     if (h->in_ev && h->in_polled)
         event_add(h->in_ev, NULL);
     else if (h->in_ev)

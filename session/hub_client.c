@@ -59,8 +59,13 @@ void hub_client_end(struct hub_client *c, const char *why)
         hub_client_send(c, RDS_END, why, strlen(why));
     c->state = HUB_CLOSING;
     event_del(c->rev);
-    if (evbuffer_get_length(c->out) == 0)
+    if (evbuffer_get_length(c->out) == 0) {
         client_kill(c);
+        return;
+    }
+    /* the last frames have HUB_FLUSH_MS to go out: a client that never reads holds nothing */
+    struct timeval tv = {.tv_sec = HUB_FLUSH_MS / 1000, .tv_usec = HUB_FLUSH_MS % 1000 * 1000};
+    evtimer_add(c->timer, &tv);
 }
 
 void hub_client_free(struct hub_client *c)
@@ -210,10 +215,12 @@ static int on_line(struct hub_client *c, const uint8_t *body, size_t len)
         hub_notice(c->h, c, "a line longer than %d bytes is refused", RDS_LINE_MAX);
         return 0;
     }
-    if (memchr(body, '\n', len) || memchr(body, '\r', len) || memchr(body, '\0', len)) {
-        hub_notice(c->h, c, "a line may not hold a newline, a carriage return or a NUL");
-        return 0;
-    }
+    for (size_t i = 0; i < len; i++)
+        if ((body[i] < 0x20 && body[i] != '\t') || body[i] == 0x7f) {
+            /* what runs must be what everyone was told: no editing keys, signals or escapes */
+            hub_notice(c->h, c, "a line may hold no control character (byte 0x%02x)", body[i]);
+            return 0;
+        }
     memcpy(line, body, len);
     line[len] = '\0';
     const char *p = line + strspn(line, " \t");
@@ -297,7 +304,10 @@ static void on_join_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hub_client *c = arg;
-    hub_client_end(c, "no join within 10 s");
+    if (c->state == HUB_CLOSING)
+        client_kill(c); /* its last frames did not go out in time */
+    else
+        hub_client_end(c, "no join within 10 s");
 }
 
 void hub_client_new(struct hub_server *via, struct rdt_conn *conn, const char *peer)

@@ -87,6 +87,14 @@ void rds_hub_banner(struct rds_hub *h)
 
 /* ---- The commands ---- */
 
+/* Who typed a command, for everyone's notice: user@host, the console's as rddbg's. */
+static const char *who_of(const struct rds_hub *h, const struct hub_client *c)
+{
+    static char who[300];
+    snprintf(who, sizeof(who), "%s@%s", c ? c->user : h->user, c ? c->host : h->host);
+    return who;
+}
+
 static void cmd_server(struct rds_hub *h, struct hub_client *from, const char *arg)
 {
     char err[RDT_ERR_MAX], shown[RDT_ECHO_LEN];
@@ -100,6 +108,7 @@ static void cmd_server(struct rds_hub *h, struct hub_client *from, const char *a
         return;
     }
     hub_started(h, from, n, n);
+    hub_notice_all(h, "%s opened server %d: %s", who_of(h, from), n, h->servers[n]->advert);
 }
 
 static void cmd_servers(struct rds_hub *h, struct hub_client *from)
@@ -119,7 +128,7 @@ static void cmd_endsrv(struct rds_hub *h, struct hub_client *from, const char *a
 {
     char *end;
     long n = strtol(arg, &end, 10);
-    if (!*arg || *end || n < 0 || n >= h->nservers) {
+    if (!*arg || *arg < '0' || *arg > '9' || *end || n >= h->nservers) {
         hub_notice(h, from, ".endsrv needs the number of a server: see .servers");
         return;
     }
@@ -133,6 +142,7 @@ static void cmd_endsrv(struct rds_hub *h, struct hub_client *from, const char *a
                "server %ld disabled: it takes no more connections (clients joined "
                "through it stay)",
                n);
+    hub_notice_all(h, "%s disabled server %ld", who_of(h, from), n);
 }
 
 static void client_row(struct rds_hub *h, struct hub_client *from, const struct hub_client *c)
@@ -189,6 +199,11 @@ void hub_command(struct rds_hub *h, struct hub_client *from, const char *line)
     snprintf(word, sizeof(word), "%.*s", (int)n, line + strspn(line, " \t"));
     snprintf(a, sizeof(a), "%s", arg ? arg : "");
     a[strcspn(a, " \t")] = '\0'; /* one argument; what follows it is left out */
+    bool changes = strcmp(word, ".server") == 0 || strcmp(word, ".endsrv") == 0;
+    if (changes && from && from->observe) { /* watching changes nothing */
+        hub_notice(h, from, "you joined as an observer: %s is refused", word);
+        return;
+    }
     if (strcmp(word, ".server") == 0)
         cmd_server(h, from, a);
     else if (strcmp(word, ".servers") == 0)

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define RDQ_STR_(x) #x
+#define RDQ_STR(x) RDQ_STR_(x)
 #define OUT_MAX (RDS_HDR_LEN + RDS_LINE_MAX + 64) * 8 /* frames waiting for the connection */
 
 struct remote {
@@ -24,6 +26,8 @@ struct remote {
     char line[RDS_LINE_MAX + 1]; /* stdin, up to its next newline */
     size_t line_len;
     bool in_done, observer, welcomed, leaving;
+    bool too_long;       /* the line being read is past RDS_LINE_MAX: dropped whole */
+    int64_t deadline;    /* for the welcome */
     int64_t quiet_since; /* after the input ended: the last time the session said anything */
     int status;          /* -1 while the session goes on */
 };
@@ -114,12 +118,16 @@ static void on_frame(struct remote *r, enum rds_type type, const uint8_t *body, 
         fprintf(stderr, "rdq: -remote: the server sent a frame of a client ('%c')\n", type);
         r->status = 1;
     }
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) { /* nobody reads what the session says */
+        fprintf(stderr, "rdq: -remote: standard output is closed: %s\n", strerror(errno));
+        r->status = 1;
+    }
 }
 
 static void conn_read(struct remote *r)
 {
-    for (;;) {
+    /* a bounded number of frames a turn: input and Ctrl-C are served during a flood too */
+    for (int frames = 0; frames < 16;) {
         enum rds_type type;
         const uint8_t *body;
         size_t len, room, n = 0;
@@ -127,6 +135,7 @@ static void conn_read(struct remote *r)
         int rc = rds_reader_next(&r->rd, &type, &body, &len, err, sizeof(err));
         if (rc == 1) {
             on_frame(r, type, body, len);
+            frames++;
             if (r->status >= 0)
                 return;
             continue;
@@ -178,10 +187,17 @@ static void stdin_read(struct remote *r)
     for (ssize_t i = 0; i < n && r->status < 0; i++) {
         if (buf[i] == '\n') {
             r->line[r->line_len] = '\0';
-            on_line(r, r->line);
+            if (r->too_long) /* never a part of it: what runs is what was typed, or nothing */
+                say("rdq: -remote: a line longer than %s bytes was not sent\n",
+                    RDQ_STR(RDS_LINE_MAX));
+            else
+                on_line(r, r->line);
             r->line_len = 0;
+            r->too_long = false;
         } else if (r->line_len < RDS_LINE_MAX) {
             r->line[r->line_len++] = buf[i];
+        } else {
+            r->too_long = true;
         }
     }
 }
@@ -204,6 +220,11 @@ static void on_interrupt(struct remote *r)
     char drain[64];
     while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
         ;
+    if (!r->welcomed) { /* nothing to interrupt yet: Ctrl-C leaves */
+        say("rdq: -remote: %s\n", "interrupted before the session started");
+        r->status = 1;
+        return;
+    }
     send_frame(r, RDS_INTERRUPT, NULL, 0);
 }
 
@@ -217,7 +238,18 @@ static void turn(struct remote *r)
                           {.fd = rdt_conn_fd(r->c), .events = want},
                           {.fd = sig_pipe[0], .events = POLLIN}};
     int wait = -1;
-    if (r->in_done) {
+    if (!r->welcomed) {
+        int64_t left = r->deadline - rdt_now_ms();
+        if (left <= 0) {
+            fprintf(stderr,
+                    "rdq: -remote: the server did not welcome this client within %d ms (is it a "
+                    "debugging server? rdq -QR lists each server's type)\n",
+                    r->o->timeout_ms);
+            r->status = 1;
+            return;
+        }
+        wait = (int)left;
+    } else if (r->in_done) {
         int64_t left = r->quiet_since + r->o->wait_ms - rdt_now_ms();
         if (left <= 0) {
             r->status = 0;
@@ -248,6 +280,7 @@ int rds_remote(struct rdt_conn *c, const struct rds_remote_opts *o)
     r.c = c;
     r.o = o;
     r.status = -1;
+    r.deadline = rdt_now_ms() + (o->timeout_ms > 0 ? o->timeout_ms : 10000);
     rds_reader_init(&r.rd);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return 1;

@@ -88,6 +88,7 @@ struct rds_remote_opts {
     bool observe;
     const char *control_password; /* NULL: none (a server that wants one makes this an observer) */
     int wait_ms;
+    int timeout_ms; /* for the server's welcome */
 };
 int rds_remote(struct rdt_conn *c, const struct rds_remote_opts *o);
 

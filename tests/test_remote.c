@@ -177,3 +177,50 @@ Test(remote, in_a_terminal_typing_interrupting_and_leaving)
     const char *c = client("after", "", "echo 'print 1+1'; sleep 1");
     cr_expect(file_has(c, "= 2", 5000), "%s", out);
 }
+
+Test(remote, an_observer_cannot_change_the_servers)
+{
+    rddbg(getenv("RDQ_TARGET"), false);
+    const char *w =
+        client("obs", "-observe", "echo '.endsrv 0'; echo '.server tcp:port=1'; sleep 1");
+    cr_expect(file_has(w, "you joined as an observer: .endsrv is refused", 5000), "%s", out);
+    cr_expect(file_has(w, "you joined as an observer: .server is refused", 5000), "%s", out);
+    cr_expect_eq(test_qr("localhost", out, sizeof(out)), 0);
+    cr_expect(strstr(out, "Debugger Server - tcp:Port="), "the observer ended the server: %s", out);
+    /* a controlling client's .endsrv is told to everyone */
+    const char *watch = client("watch2", "-observe", "sleep 3");
+    cr_assert(file_has(watch, "joined as an observer", 3000), "%s", out);
+    client("ender", "", "echo '.endsrv 0'; sleep 1");
+    cr_expect(file_has(watch, "disabled server 0", 5000), "%s", out);
+}
+
+Test(remote, a_server_that_never_welcomes_is_left_in_time)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], log[160];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    snprintf(log, sizeof(log), "%s/rdsrv.log", br.dir);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "sleep 30", NULL}; /* not rddbg: silent */
+    pid_t s = test_spawn(argv, log, 0);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    snprintf(cmd, sizeof(cmd),
+             "sleep 5 | timeout 20 rdq -remote tcp:server=127.0.0.1,port=%u "
+             "-timeout 800",
+             p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "the server did not welcome this client within 800 ms"), "%s", out);
+    test_stop(s, SIGTERM);
+}
+
+Test(remote, a_debugger_that_ends_at_once_ends_rddbg)
+{
+    /* its SIGCHLD may come before rddbg listens for it */
+    for (int i = 0; i < 20; i++) {
+        snprintf(cmd, sizeof(cmd), "timeout 5 rddbg -server tcp:port=%u -noio -- true >/dev/null",
+                 test_free_ports(1));
+        int rc = test_run(cmd, out, sizeof(out), true);
+        cr_expect_eq(rc, 0, "run %d: rddbg hung or failed (%d): %s", i, rc, out);
+        if (rc)
+            break;
+    }
+}
