@@ -454,8 +454,8 @@ Test(rddbg, an_interrupt_stops_a_running_program)
     struct rdc *a = join(cs, "alice", false, NULL);
     struct rdc *b = join(cs, "bob", true, NULL);
     rdc_line(a, "run");
-    cr_assert(rdc_wait(a, "Starting program", WAIT_MS), "%s", a->text);
-    usleep(300000);
+    cr_assert(rdc_wait(a, "spinning", WAIT_MS), "%s", a->text);
+    usleep(100000);
     rdc_interrupt(a);
     cr_expect(rdc_wait(b, "[N] alice@testhost interrupts the debugger", WAIT_MS), "%s", b->text);
     cr_expect(rdc_wait(a, "Program received signal SIGINT", WAIT_MS), "not stopped: %s", a->text);
