@@ -11,14 +11,18 @@
 #include <avahi-common/strlst.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
+/* A service resolved for one address family: IPv4 first, IPv6 for a host without it. */
 struct resolving {
     struct rdd_lan *l;
     AvahiServiceResolver *r;
+    AvahiProtocol aproto;
+    char name[64];
     LIST_ENTRY(resolving) link;
 };
 
@@ -111,7 +115,35 @@ static bool news(struct rdd_lan *l, const char *instance, bool ipv4)
     return true;
 }
 
-static void on_resolved(struct rdd_lan *l, const char *name, const char *host,
+/* The address as it can be dialed: a link-local IPv6 address with its interface
+ * (fe80::1%eth0), which avahi_address_snprint leaves out. */
+static void address_text(char *buf, size_t len, const AvahiAddress *a, AvahiIfIndex iface)
+{
+    avahi_address_snprint(buf, len, a);
+    const uint8_t *b = a->data.ipv6.address;
+    char name[IF_NAMESIZE];
+    if (a->proto == AVAHI_PROTO_INET6 && b[0] == 0xfe && (b[1] & 0xc0) == 0x80 && iface > 0 &&
+        if_indextoname((unsigned)iface, name)) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, "%%%s", name);
+    }
+}
+
+/* Stops resolving `name` for IPv6: it has an IPv4 address. */
+static void drop_ipv6(struct rdd_lan *l, const char *name)
+{
+    struct resolving *res, *next;
+    for (res = LIST_FIRST(&l->resolving); res; res = next) {
+        next = LIST_NEXT(res, link);
+        if (res->aproto == AVAHI_PROTO_INET6 && strcmp(res->name, name) == 0) {
+            LIST_REMOVE(res, link);
+            avahi_service_resolver_free(res->r);
+            free(res);
+        }
+    }
+}
+
+static void on_resolved(struct rdd_lan *l, AvahiIfIndex iface, const char *name, const char *host,
                         const AvahiAddress *a, uint16_t port, AvahiStringList *txt)
 {
     bool ipv4 = a->proto == AVAHI_PROTO_INET;
@@ -124,7 +156,7 @@ static void on_resolved(struct rdd_lan *l, const char *name, const char *host,
     snprintf(b->instance, sizeof(b->instance), "%s", name);
     if (!txt_get(txt, "host", b->host, sizeof(b->host)))
         snprintf(b->host, sizeof(b->host), "%s", host);
-    avahi_address_snprint(b->addr, sizeof(b->addr), a);
+    address_text(b->addr, sizeof(b->addr), a, iface);
     b->port = port;
     char v[16];
     b->version = txt_get(txt, "v", v, sizeof(v)) ? atoi(v) : 0;
@@ -137,31 +169,45 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
                        const char *domain, const char *host, const AvahiAddress *a, uint16_t port,
                        AvahiStringList *txt, AvahiLookupResultFlags flags, void *arg)
 {
-    (void)iface, (void)proto, (void)type, (void)domain, (void)flags;
+    (void)proto, (void)type, (void)domain, (void)flags;
     struct resolving *res = arg;
     struct rdd_lan *l = res->l;
-    if (event == AVAHI_RESOLVER_FOUND && a)
-        on_resolved(l, name, host, a, port, txt);
     LIST_REMOVE(res, link);
     free(res);
     avahi_service_resolver_free(r); /* safe from its callback */
+    if (event == AVAHI_RESOLVER_FOUND && a) {
+        on_resolved(l, iface, name, host, a, port, txt);
+        if (a->proto == AVAHI_PROTO_INET)
+            drop_ipv6(l, name);
+    }
     check_done(l);
 }
 
-static void browse_new(struct rdd_lan *l, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
-                       const char *type, const char *domain)
+static void resolve(struct rdd_lan *l, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
+                    const char *type, const char *domain, AvahiProtocol aproto)
 {
     struct resolving *res = calloc(1, sizeof(*res));
     if (!res)
         return;
     res->l = l;
-    res->r = avahi_service_resolver_new(l->client, iface, proto, name, type, domain,
-                                        AVAHI_PROTO_UNSPEC, 0, resolve_cb, res);
+    res->aproto = aproto;
+    snprintf(res->name, sizeof(res->name), "%s", name);
+    res->r = avahi_service_resolver_new(l->client, iface, proto, name, type, domain, aproto, 0,
+                                        resolve_cb, res);
     if (!res->r) {
         free(res);
         return;
     }
     LIST_INSERT_HEAD(&l->resolving, res, link);
+}
+
+/* An IPv4 address is the one more likely to be reachable as it is; IPv6 is asked for at the
+ * same time, for a host that has no IPv4 address (avahi's resolver waits 5 s for one). */
+static void browse_new(struct rdd_lan *l, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
+                       const char *type, const char *domain)
+{
+    resolve(l, iface, proto, name, type, domain, AVAHI_PROTO_INET);
+    resolve(l, iface, proto, name, type, domain, AVAHI_PROTO_INET6);
 }
 
 static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex iface, AvahiProtocol proto,
