@@ -298,11 +298,15 @@ Test(dnssd, no_bus_at_all, .init = bus_only)
 
 /* ---- rdd_lan_open ---- */
 
+static int browse_rdq(const char *args);
+
 struct lan_run {
     struct rdd_lan_broker got[8];
     int n;
     bool done;
     char error[256];
+    int nfailed;
+    char failed[256];
     struct event_base *base;
     struct rdd_lan *l;
 };
@@ -312,6 +316,13 @@ static void on_found(const struct rdd_lan_broker *b, void *arg)
     struct lan_run *r = arg;
     if (r->n < 8)
         r->got[r->n++] = *b;
+}
+
+static void on_failed(const char *instance, const char *why, void *arg)
+{
+    struct lan_run *r = arg;
+    r->nfailed++;
+    snprintf(r->failed, sizeof(r->failed), "%s: %s", instance, why);
 }
 
 static void on_done(const char *error, void *arg)
@@ -329,7 +340,7 @@ static void lan_browse(struct lan_run *r)
 {
     memset(r, 0, sizeof(*r));
     r->base = event_base_new();
-    cr_assert_eq(rdd_lan_open(&r->l, r->base, on_found, on_done, r), 0);
+    cr_assert_eq(rdd_lan_open(&r->l, r->base, on_found, on_failed, on_done, r), 0);
     struct timeval tv = {9, 0};
     event_base_loopexit(r->base, &tv);
     event_base_dispatch(r->base);
@@ -427,6 +438,46 @@ Test(dnssd, lan_link_local_ipv6_has_its_scope, .init = with_daemon)
     cr_expect_eq(a6->sin6_scope_id, if_nametoindex("lo"));
     cr_expect_eq(ntohs(a6->sin6_port), 53);
     cr_expect_eq(len, sizeof(*a6));
+}
+
+/* Services seen on two interfaces are resolved once each; one that cannot be resolved (its host
+ * has no address) is told once, with avahi's reason, and rdq -browse says so. */
+Test(dnssd, lan_resolves_each_once_and_tells_failures, .init = with_daemon, .timeout = 60)
+{
+    cr_assert_eq(test_avahi_add_iface(&av), 0);
+    unsigned port = test_free_ports(2);
+    char ps[16], lost[16];
+    snprintf(ps, sizeof(ps), "%u", port);
+    snprintf(lost, sizeof(lost), "%u", port + 1);
+    const char *good[] = {"avahi-publish-service", "rdq by hand", RDB_SERVICE, ps, "v=1", NULL};
+    const char *bad[] = {"avahi-publish-service",
+                         "-H",
+                         "nowhere.local",
+                         "rdq nowhere",
+                         RDB_SERVICE,
+                         lost,
+                         "v=1",
+                         NULL};
+    pid_t g = test_avahi_spawn(good), b = test_avahi_spawn(bad);
+    struct seen rows[8];
+    int n = 0;
+    for (int i = 0; i < 80 && n < 2; i++, usleep(100000)) /* on lo and on rdqd0 */
+        n = browse(RDB_SERVICE, rows, 8);
+    cr_assert_eq(n, 2, "not seen on both interfaces: %s", out);
+    struct lan_run r;
+    lan_browse(&r);
+    cr_expect_str_eq(r.error, "");
+    cr_expect_eq(r.n, 1, "found %d brokers", r.n);
+    cr_expect_eq(r.got[0].port, port);
+    cr_expect_eq(r.nfailed, 1, "%d failures, the last %s", r.nfailed, r.failed);
+    cr_expect_str_eq(r.failed, "rdq nowhere: Timeout reached");
+    test_avahi_kill(g); /* rdq -browse below finds the failing one alone */
+    int rc = browse_rdq("-list -timeout 8000");
+    test_avahi_kill(b);
+    cr_expect_neq(rc, 0);
+    cr_expect(strstr(logbuf, "the LAN: broker rdq nowhere could not be resolved (Timeout reached)"),
+              "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "could not be resolved"), 1, "%s", logbuf);
 }
 
 Test(dnssd, lan_says_when_there_is_no_daemon, .init = bus_only)
