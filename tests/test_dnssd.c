@@ -263,6 +263,105 @@ Test(dnssd, daemon_restart_publishes_again, .init = with_daemon)
     brokers_done();
 }
 
+/* Registers n process servers (tcp:Port=20000+i) with broker i over connections of its unix
+ * socket, 64 a connection, kept in c[] (freed by the caller). */
+#define MANY_CONNS 16
+static void register_many(int i, int n, struct rdt_conn *c[MANY_CONNS])
+{
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", br[i].sock);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    char err[RDT_ERR_MAX];
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    cr_assert_leq(n, 64 * MANY_CONNS);
+    for (int k = 0; k < n; k++) {
+        if (k % 64 == 0)
+            cr_assert_eq(rdt_dial(&c[k / 64], &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+        char advert[64];
+        snprintf(advert, sizeof(advert), "tcp:Port=%d", 20000 + k);
+        json_t *reg = json_pack("{s:s, s:s}", "kind", "process", "advert", advert), *body = NULL;
+        enum rdb_type type = 0;
+        cr_assert_eq(rdb_send(c[k / 64], RDB_REGISTER, reg, 3000), 0);
+        json_decref(reg);
+        cr_assert_eq(rdb_recv(c[k / 64], &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(type, RDB_REGISTERED);
+        json_decref(body);
+    }
+    rdb_reader_free(&rd);
+}
+
+static void free_conns(struct rdt_conn *c[MANY_CONNS])
+{
+    for (int k = 0; k < MANY_CONNS; k++)
+        rdt_conn_free(c[k]);
+}
+
+/* How many `type` services avahi-browse sees (unresolved). */
+static int count_services(const char *type)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "avahi-browse -pt %s", type);
+    test_run(cmd, out, sizeof(out), false);
+    return test_count(out, "+;");
+}
+
+/* Past avahi-daemon's objects-per-client-max, the servers left out are said once, with a count
+ * and the setting, also after the daemon restarts; published servers are summed up. */
+Test(dnssd, too_many_objects_said_once_with_the_setting, .init = with_daemon)
+{
+    cr_assert_eq(test_avahi_daemon_config(&av, "objects-per-client-max=4"), 0);
+    start_broker(0, "-publish-servers", NULL);
+    struct rdt_conn *c[MANY_CONNS] = {0};
+    register_many(0, 6, c);
+    cr_assert(test_wait_file(br[0].log, "objects-per-client-max in avahi-daemon.conf", 5000, logbuf,
+                             sizeof(logbuf)),
+              "%s", logbuf);
+    test_avahi_daemon_stop(&av);
+    cr_assert(test_wait_file(br[0].log, "went away", 5000, logbuf, sizeof(logbuf)), "%s", logbuf);
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    cr_assert(test_wait_file(br[0].log, "is running; publishing", 5000, logbuf, sizeof(logbuf)));
+    cr_expect(test_wait_file(br[0].log, "servers published as", 6000, logbuf, sizeof(logbuf)));
+    usleep(1500000); /* past another summary */
+    broker_log(0);
+    cr_expect_eq(test_count(logbuf, "objects-per-client-max in avahi-daemon.conf"), 1, "%s",
+                 logbuf);
+    cr_expect_eq(test_count(logbuf, "Too many objects"), 0, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "published \"tcp:"), 0, "%s", logbuf);
+    cr_expect_geq(test_count(logbuf, "servers published as _rdq-srv._tcp"), 1, "%s", logbuf);
+    free_conns(c);
+    brokers_done();
+}
+
+/* A broker with many servers keeps answering while it publishes them all at once (the daemon
+ * starts): it publishes a bounded number a loop turn. */
+Test(dnssd, queries_answered_while_many_servers_are_published, .init = bus_only, .timeout = 90)
+{
+    start_broker(0, "-publish-servers", NULL);
+    struct rdt_conn *c[MANY_CONNS] = {0};
+    register_many(0, 640, c);
+    static char big[1 << 17], log[1 << 17];
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    cr_assert(test_wait_file(br[0].log, "is running; publishing", 5000, log, sizeof(log)));
+    long worst = 0;
+    int during = 0;
+    for (int k = 0; k < 5; k++) {
+        long t0 = now_ms();
+        cr_assert_eq(test_qr("localhost", big, sizeof(big)), 0, "%s", big);
+        long took = now_ms() - t0;
+        worst = took > worst ? took : worst;
+        during += !test_wait_file(br[0].log, "servers published as", 0, log, sizeof(log));
+    }
+    cr_expect_gt(during, 0, "every query came after the publishing");
+    cr_expect_lt(worst, 700, "rdq -QR took %ld ms while the broker published", worst);
+    int n = 0;
+    for (int k = 0; k < 100 && (n = count_services(RDB_SERVER_SERVICE)) < 640; k++)
+        usleep(200000);
+    cr_expect_eq(n, 640, "%s", out);
+    free_conns(c);
+    brokers_done();
+}
+
 /* The broker serves as ever without a daemon, says so once, and publishes when one starts. */
 Test(dnssd, no_daemon_then_daemon_starts, .init = bus_only)
 {
