@@ -335,7 +335,7 @@ Test(dnssd, too_many_objects_said_once_with_the_setting, .init = with_daemon)
 
 /* A broker with many servers keeps answering while it publishes them all at once (the daemon
  * starts): it publishes a bounded number a loop turn. */
-Test(dnssd, queries_answered_while_many_servers_are_published, .init = bus_only, .timeout = 90)
+Test(dnssd, queries_answered_while_many_servers_are_published, .init = bus_only)
 {
     start_broker(0, "-publish-servers", NULL);
     struct rdt_conn *c[MANY_CONNS] = {0};
@@ -541,7 +541,7 @@ Test(dnssd, lan_link_local_ipv6_has_its_scope, .init = with_daemon)
 
 /* Services seen on two interfaces are resolved once each; one that cannot be resolved (its host
  * has no address) is told once, with avahi's reason, and rdq -browse says so. */
-Test(dnssd, lan_resolves_each_once_and_tells_failures, .init = with_daemon, .timeout = 60)
+Test(dnssd, lan_resolves_each_once_and_tells_failures, .init = with_daemon)
 {
     cr_assert_eq(test_avahi_add_iface(&av), 0);
     unsigned port = test_free_ports(2);
