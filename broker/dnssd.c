@@ -23,6 +23,10 @@
 #define RETRY_MS 2000    /* a system bus that is not there is tried again this often */
 #define RENAMES_MAX 50   /* alternative names tried at once for one service */
 #define TXT_ITEM_MAX 255 /* the longest string of a TXT record */
+/* avahi-client's calls wait for the daemon's answer (about four for a service): a few services
+ * a loop turn, so that the broker keeps answering while it publishes many */
+#define PUBLISH_PER_TURN 8
+#define SUMMARY_MS 1000 /* servers established are summed up when none came for this long */
 
 /* One published service: the broker's own, or a server's. */
 struct svc {
@@ -31,10 +35,14 @@ struct svc {
     const char *type;
     char name[64];
     uint16_t port;
-    bool skip; /* a record that cannot be published; kept so that it is said once */
+    bool skip;    /* a record that cannot be published; kept so that it is said once */
+    bool queued;  /* in d->pending */
+    bool reset;   /* its group is reset when its turn comes */
+    bool limited; /* not published: the daemon's objects-per-client-max */
     AvahiStringList *txt;
     AvahiEntryGroup *group;
     TAILQ_ENTRY(svc) link;
+    TAILQ_ENTRY(svc) qlink;
 };
 
 struct rdb_dnssd {
@@ -51,6 +59,12 @@ struct rdb_dnssd {
     struct svc *self;          /* NULL: the broker itself is not published */
     TAILQ_HEAD(, svc) servers; /* ids increasing, as the records */
     struct svc *cursor;        /* where a sync walk is */
+    TAILQ_HEAD(, svc) pending; /* to publish (or reset), a few a turn */
+    struct event *pump;
+    int nlimited;      /* servers left out for objects-per-client-max ... */
+    bool limited_said; /* ... said once */
+    int established;   /* servers established since the last summary */
+    struct event *summary;
 };
 
 #define say(d, prio, ...) rdb_logf((d)->cfg->log, (d)->cfg->log_arg, prio, __VA_ARGS__)
@@ -98,6 +112,8 @@ static void svc_rename(struct svc *s)
 }
 
 static void svc_publish(struct svc *s);
+static void svc_queue(struct svc *s, bool reset);
+static void summary_cb(evutil_socket_t fd, short what, void *arg);
 
 static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 {
@@ -105,8 +121,14 @@ static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
     s->group = g; /* first called inside avahi_entry_group_new */
     switch (state) {
     case AVAHI_ENTRY_GROUP_ESTABLISHED:
-        say(s->d, LOG_INFO, "DNS-SD: published \"%s\" as %s on port %u", s->name, s->type,
-            (unsigned)s->port);
+        if (s->id == 0) {
+            say(s->d, LOG_INFO, "DNS-SD: published \"%s\" as %s on port %u", s->name, s->type,
+                (unsigned)s->port);
+        } else {
+            s->d->established++;
+            struct timeval tv = {SUMMARY_MS / 1000, (SUMMARY_MS % 1000) * 1000};
+            evtimer_add(s->d->summary, &tv);
+        }
         break;
     case AVAHI_ENTRY_GROUP_COLLISION:
         svc_rename(s);
@@ -128,18 +150,33 @@ static int svc_add(struct svc *s)
                                                 s->name, s->type, NULL, NULL, s->port, s->txt);
 }
 
-/* Adds and commits the service when the daemon runs and its group is empty. */
+/* Adds and commits the service when the daemon runs and its group is empty; a group that
+ * failed is reset first. */
 static void svc_publish(struct svc *s)
 {
     struct rdb_dnssd *d = s->d;
     if (!d->running || s->skip)
         return;
     if (!s->group && !(s->group = avahi_entry_group_new(d->client, group_cb, s))) {
-        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name,
-            avahi_strerror(avahi_client_errno(d->client)));
+        int err = avahi_client_errno(d->client);
+        if (err == AVAHI_ERR_TOO_MANY_OBJECTS && s->id) {
+            s->limited = true; /* said once for all, in the summary */
+            d->nlimited++;
+            struct timeval tv = {SUMMARY_MS / 1000, (SUMMARY_MS % 1000) * 1000};
+            evtimer_add(d->summary, &tv);
+            return;
+        }
+        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(err));
         return;
     }
-    if (!avahi_entry_group_is_empty(s->group))
+    if (avahi_entry_group_get_state(s->group) == AVAHI_ENTRY_GROUP_FAILURE)
+        avahi_entry_group_reset(s->group);
+    int empty = avahi_entry_group_is_empty(s->group);
+    if (empty < 0) {
+        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(empty));
+        return;
+    }
+    if (!empty)
         return;
     int rc = svc_add(s);
     for (int i = 0; rc == AVAHI_ERR_COLLISION && i < RENAMES_MAX; i++) {
@@ -150,6 +187,87 @@ static void svc_publish(struct svc *s)
         rc = avahi_entry_group_commit(s->group);
     if (rc < 0)
         say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(rc));
+}
+
+/* ---- Publishing a few a turn ---- */
+
+static void svc_queue(struct svc *s, bool reset)
+{
+    struct rdb_dnssd *d = s->d;
+    s->reset |= reset;
+    if (s->limited) {
+        s->limited = false;
+        d->nlimited--;
+    }
+    if (!s->queued) {
+        s->queued = true;
+        if (s->id == 0)
+            TAILQ_INSERT_HEAD(&d->pending, s, qlink); /* the broker itself first */
+        else
+            TAILQ_INSERT_TAIL(&d->pending, s, qlink);
+    }
+    if (!evtimer_pending(d->pump, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(d->pump, &now);
+    }
+}
+
+static void svc_unqueue(struct svc *s)
+{
+    if (s->queued)
+        TAILQ_REMOVE(&s->d->pending, s, qlink);
+    s->queued = false;
+    if (s->limited)
+        s->d->nlimited--;
+    s->limited = false;
+}
+
+/* Servers left out for the daemon's limit are said once, until all are published. */
+static void say_limited(struct rdb_dnssd *d)
+{
+    if (d->nlimited == 0 && d->running && TAILQ_EMPTY(&d->pending))
+        d->limited_said = false;
+    else if (d->nlimited > 0 && !d->limited_said)
+        say(d, LOG_WARNING,
+            "DNS-SD: %d server%s not published: avahi-daemon allows this client no more "
+            "objects (objects-per-client-max in avahi-daemon.conf)",
+            d->nlimited, d->nlimited == 1 ? "" : "s");
+    d->limited_said |= d->nlimited > 0;
+}
+
+/* Servers established, and those left out, summed up once none came for SUMMARY_MS. */
+static void summary_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdb_dnssd *d = arg;
+    if (d->established)
+        say(d, LOG_INFO, "DNS-SD: %d server%s published as %s", d->established,
+            d->established == 1 ? "" : "s", RDB_SERVER_SERVICE);
+    d->established = 0;
+    say_limited(d);
+}
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct rdb_dnssd *d = arg;
+    struct svc *s;
+    for (int n = 0; n < PUBLISH_PER_TURN && (s = TAILQ_FIRST(&d->pending)); n++) {
+        TAILQ_REMOVE(&d->pending, s, qlink);
+        s->queued = false;
+        if (s->reset && s->group)
+            avahi_entry_group_reset(s->group);
+        s->reset = false;
+        svc_publish(s);
+    }
+    if (!TAILQ_EMPTY(&d->pending)) {
+        struct timeval now = {0, 0};
+        evtimer_add(d->pump, &now); /* the rest on the next turns, after what else is due */
+    } else if (d->nlimited == 0) {
+        say_limited(d); /* all published: said again when it happens again */
+    }
 }
 
 /* ---- The broker's servers ---- */
@@ -186,10 +304,21 @@ static struct svc *server_svc(struct rdb_dnssd *d, unsigned id, const struct rdb
     return s;
 }
 
+/* A server gone: withdrawn at once; its place at the daemon goes to one left out. */
 static void server_drop(struct rdb_dnssd *d, struct svc *s)
 {
+    bool had_group = s->group != NULL;
+    svc_unqueue(s);
     TAILQ_REMOVE(&d->servers, s, link);
     svc_free(s);
+    if (!had_group || d->nlimited == 0)
+        return;
+    struct svc *o;
+    TAILQ_FOREACH(o, &d->servers, link)
+    if (o->limited) {
+        svc_queue(o, false);
+        break;
+    }
 }
 
 /* One listed record, in increasing ids: published servers before it are gone. */
@@ -212,7 +341,7 @@ static void sync_one(unsigned id, const struct rdb_entry *e, void *arg)
         TAILQ_INSERT_BEFORE(d->cursor, s, link);
     else
         TAILQ_INSERT_TAIL(&d->servers, s, link);
-    svc_publish(s);
+    svc_queue(s, false);
 }
 
 static void sync_cb(evutil_socket_t fd, short what, void *arg)
@@ -231,23 +360,14 @@ static void sync_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- The client ---- */
 
-static void publish_all(struct rdb_dnssd *d)
+/* Every service, queued to be published (after a reset of its group, with `reset`). */
+static void queue_all(struct rdb_dnssd *d, bool reset)
 {
     if (d->self)
-        svc_publish(d->self);
+        svc_queue(d->self, reset);
     struct svc *s;
     TAILQ_FOREACH(s, &d->servers, link)
-    svc_publish(s);
-}
-
-static void reset_all(struct rdb_dnssd *d)
-{
-    if (d->self && d->self->group)
-        avahi_entry_group_reset(d->self->group);
-    struct svc *s;
-    TAILQ_FOREACH(s, &d->servers, link)
-    if (s->group)
-        avahi_entry_group_reset(s->group);
+    svc_queue(s, reset);
 }
 
 static void schedule_reconnect(struct rdb_dnssd *d, int ms)
@@ -266,11 +386,11 @@ static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
         if (d->absent)
             say(d, LOG_NOTICE, "DNS-SD: avahi-daemon is running; publishing");
         d->absent = false;
-        publish_all(d);
+        queue_all(d, false);
         break;
     case AVAHI_CLIENT_S_COLLISION:
     case AVAHI_CLIENT_S_REGISTERING: /* the host's name changes: publish again when running */
-        reset_all(d);
+        queue_all(d, true);
         break;
     case AVAHI_CLIENT_CONNECTING:
         say_absent(d, "avahi-daemon is not running; publishing when it starts");
@@ -361,7 +481,10 @@ int rdb_dnssd_open(struct rdb_dnssd **out, struct rdb_broker *b, struct event_ba
     d->poll = rdb_avahi_poll_new(base);
     d->reconnect = evtimer_new(base, reconnect_cb, d);
     d->sync = event_new(base, -1, 0, sync_cb, d);
-    if (!d->poll || !d->reconnect || !d->sync || self_svc(d) != 0) {
+    d->pump = evtimer_new(base, pump_cb, d);
+    d->summary = evtimer_new(base, summary_cb, d);
+    TAILQ_INIT(&d->pending);
+    if (!d->poll || !d->reconnect || !d->sync || !d->pump || !d->summary || self_svc(d) != 0) {
         rdb_dnssd_free(d);
         return -ENOMEM;
     }
@@ -392,5 +515,9 @@ void rdb_dnssd_free(struct rdb_dnssd *d)
         event_free(d->reconnect);
     if (d->sync)
         event_free(d->sync);
+    if (d->pump)
+        event_free(d->pump);
+    if (d->summary)
+        event_free(d->summary);
     free(d);
 }

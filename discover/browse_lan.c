@@ -59,6 +59,16 @@ static void found_cb(const struct rdd_lan_broker *lb, void *arg)
         lan_add(b, lb);
 }
 
+static void failed_cb(const char *instance, const char *why, void *arg)
+{
+    struct rdd_browse *b = arg;
+    char msg[RDT_ERR_MAX];
+    if (b->finished || !b->lan_glue->open)
+        return;
+    snprintf(msg, sizeof(msg), "broker %s could not be resolved (%s)", instance, why);
+    rdd_browse_source_failed(b, "the LAN", msg);
+}
+
 static void done_cb(const char *error, void *arg)
 {
     struct rdd_browse *b = arg;
@@ -77,7 +87,7 @@ void rdd_browse_lan_start(struct rdd_browse *b)
     b->lan_glue = g;
     g->open = true;
     b->sources_open++;
-    if (rdd_lan_open(&g->lan, b->base, found_cb, done_cb, b) != 0) {
+    if (rdd_lan_open(&g->lan, b->base, found_cb, failed_cb, done_cb, b) != 0) {
         rdd_browse_source_failed(b, "the LAN", "cannot browse (out of memory)");
         lan_close(b);
     }

@@ -186,20 +186,23 @@ struct rdd_lan;
 struct rdd_lan_broker {
     char instance[64];           /* the DNS-SD instance name: "rdq broker on HOST" */
     char host[RDT_HOST_MAX + 1]; /* TXT host=, else the resolved host name */
-    char addr[64];               /* numeric; IPv4 preferred */
+    char addr[64];               /* numeric, IPv4 preferred; link-local IPv6 as fe80::1%eth0 */
     uint16_t port;               /* the broker's query port */
     int version;                 /* TXT v= (0: none) */
 };
 
 /* Browses RDB_SERVICE on the LAN on `base` (through avahi-daemon, over the system bus) and
- * resolves each broker. `found` is called for each broker resolved (once more for an instance
- * whose IPv4 address comes after an IPv6 one: key by instance); `done` is called once, with
- * NULL when the browser has all for now and every resolver started so far has ended, or with
- * a message when browsing is not possible (no avahi-daemon). Browsing goes on after `done`
- * until rdd_lan_free. The callbacks run from the loop, never from inside rdd_lan_open, and may
- * call rdd_lan_free. The caller bounds the wait with a timeout of its own. */
+ * resolves each broker once, however many interfaces it is seen on. `found` is called for each
+ * broker resolved (once more for an instance whose IPv4 address comes after an IPv6 one: key by
+ * instance); `failed` (may be NULL) once for each instance that could not be resolved, with
+ * avahi's reason; `done` is called once, with NULL when the browser has all for now and every
+ * resolver started so far has ended, or with a message when browsing is not possible (no
+ * avahi-daemon). Browsing goes on after `done` until rdd_lan_free. The callbacks run from the
+ * loop, never from inside rdd_lan_open, and may call rdd_lan_free. The caller bounds the wait
+ * with a timeout of its own. */
 int rdd_lan_open(struct rdd_lan **out, struct event_base *base,
                  void (*found)(const struct rdd_lan_broker *b, void *arg),
+                 void (*failed)(const char *instance, const char *why, void *arg),
                  void (*done)(const char *error, void *arg), void *arg);
 void rdd_lan_free(struct rdd_lan *l);
 

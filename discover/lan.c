@@ -6,33 +6,44 @@
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
 #include <avahi-common/address.h>
+#include <avahi-common/domain.h>
 #include <avahi-common/error.h>
 #include <avahi-common/malloc.h>
 #include <avahi-common/strlst.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
-struct resolving {
-    struct rdd_lan *l;
-    AvahiServiceResolver *r;
-    LIST_ENTRY(resolving) link;
+/* A service (name, type, domain) that the browser reported, on however many interfaces and
+ * protocols: resolved once, for an IPv4 and (for a host without one) an IPv6 address at the
+ * same time. */
+struct svcname;
+
+struct slot {
+    struct svcname *n;
+    AvahiServiceResolver *r; /* NULL: ended */
 };
 
-/* A broker found, for the caller on the next turn. */
+struct svcname {
+    struct rdd_lan *l;
+    char name[AVAHI_LABEL_MAX], type[AVAHI_DOMAIN_NAME_MAX], domain[AVAHI_DOMAIN_NAME_MAX];
+    int seen;          /* NEW events not removed since */
+    struct slot ip[2]; /* [0] IPv4, [1] IPv6 */
+    bool told, ipv4;   /* reported, with an IPv4 address */
+    char why[96];      /* why a resolver failed */
+    LIST_ENTRY(svcname) link;
+};
+
+/* A broker found, or one that could not be resolved (why), for the caller on the next turn. */
 struct found {
     struct rdd_lan_broker b;
+    bool failed;
+    char why[96];
     TAILQ_ENTRY(found) link;
-};
-
-/* A broker already told, by instance name, and whether over IPv4. */
-struct told {
-    char instance[64];
-    bool ipv4;
-    LIST_ENTRY(told) link;
 };
 
 struct rdd_lan {
@@ -40,12 +51,13 @@ struct rdd_lan {
     AvahiClient *client;
     AvahiServiceBrowser *browser;
     void (*found)(const struct rdd_lan_broker *b, void *arg);
+    void (*failed)(const char *instance, const char *why, void *arg);
     void (*done)(const char *error, void *arg);
     void *arg;
     struct event *deliver;
-    LIST_HEAD(, resolving) resolving;
+    LIST_HEAD(, svcname) names;
+    int resolving; /* resolvers running */
     TAILQ_HEAD(, found) queue;
-    LIST_HEAD(, told) told;
     bool all_for_now;
     bool done_due, done_said;
     char error[128];
@@ -68,7 +80,7 @@ static void fail(struct rdd_lan *l, const char *fmt, const char *why)
 
 static void check_done(struct rdd_lan *l)
 {
-    if (l->all_for_now && LIST_EMPTY(&l->resolving)) {
+    if (l->all_for_now && l->resolving == 0) {
         l->done_due = true;
         later(l);
     }
@@ -92,44 +104,72 @@ static bool txt_get(AvahiStringList *txt, const char *key, char *buf, size_t len
     return ok;
 }
 
-/* Whether this result is news: a broker not told yet, or an IPv4 address for one told with
- * IPv6 only. */
-static bool news(struct rdd_lan *l, const char *instance, bool ipv4)
+/* The address as it can be dialed: a link-local IPv6 address with its interface
+ * (fe80::1%eth0), which avahi_address_snprint leaves out. */
+static void address_text(char *buf, size_t len, const AvahiAddress *a, AvahiIfIndex iface)
 {
-    struct told *t;
-    LIST_FOREACH(t, &l->told, link)
-    if (strcmp(t->instance, instance) == 0) {
-        bool better = ipv4 && !t->ipv4;
-        t->ipv4 |= ipv4;
-        return better;
+    avahi_address_snprint(buf, len, a);
+    const uint8_t *b = a->data.ipv6.address;
+    char name[IF_NAMESIZE];
+    if (a->proto == AVAHI_PROTO_INET6 && b[0] == 0xfe && (b[1] & 0xc0) == 0x80 && iface > 0 &&
+        if_indextoname((unsigned)iface, name)) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, "%%%s", name);
     }
-    if (!(t = calloc(1, sizeof(*t))))
-        return false;
-    snprintf(t->instance, sizeof(t->instance), "%s", instance);
-    t->ipv4 = ipv4;
-    LIST_INSERT_HEAD(&l->told, t, link);
-    return true;
 }
 
-static void on_resolved(struct rdd_lan *l, const char *name, const char *host,
+static struct found *queued(struct rdd_lan *l, const char *instance)
+{
+    struct found *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    snprintf(f->b.instance, sizeof(f->b.instance), "%s", instance);
+    TAILQ_INSERT_TAIL(&l->queue, f, link);
+    later(l);
+    return f;
+}
+
+/* Tells a broker not told yet, or an IPv4 address for one told with IPv6 only. */
+static void on_resolved(struct svcname *n, AvahiIfIndex iface, const char *host,
                         const AvahiAddress *a, uint16_t port, AvahiStringList *txt)
 {
     bool ipv4 = a->proto == AVAHI_PROTO_INET;
-    if (!news(l, name, ipv4))
+    if (n->told && (n->ipv4 || !ipv4))
         return;
-    struct found *f = calloc(1, sizeof(*f));
+    n->told = true;
+    n->ipv4 |= ipv4;
+    struct found *f = queued(n->l, n->name);
     if (!f)
         return;
     struct rdd_lan_broker *b = &f->b;
-    snprintf(b->instance, sizeof(b->instance), "%s", name);
     if (!txt_get(txt, "host", b->host, sizeof(b->host)))
         snprintf(b->host, sizeof(b->host), "%s", host);
-    avahi_address_snprint(b->addr, sizeof(b->addr), a);
+    address_text(b->addr, sizeof(b->addr), a, iface);
     b->port = port;
     char v[16];
     b->version = txt_get(txt, "v", v, sizeof(v)) ? atoi(v) : 0;
-    TAILQ_INSERT_TAIL(&l->queue, f, link);
-    later(l);
+}
+
+static void slot_stop(struct slot *s)
+{
+    if (!s->r)
+        return;
+    avahi_service_resolver_free(s->r);
+    s->r = NULL;
+    s->n->l->resolving--;
+}
+
+/* Every resolver of n ended: a name that none resolved is told as a failure. */
+static void name_check(struct svcname *n)
+{
+    if (n->ip[0].r || n->ip[1].r || n->told)
+        return;
+    n->told = true; /* said once */
+    struct found *f = queued(n->l, n->name);
+    if (f) {
+        f->failed = true;
+        snprintf(f->why, sizeof(f->why), "%s", n->why[0] ? n->why : "no address");
+    }
 }
 
 static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtocol proto,
@@ -137,31 +177,84 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
                        const char *domain, const char *host, const AvahiAddress *a, uint16_t port,
                        AvahiStringList *txt, AvahiLookupResultFlags flags, void *arg)
 {
-    (void)iface, (void)proto, (void)type, (void)domain, (void)flags;
-    struct resolving *res = arg;
-    struct rdd_lan *l = res->l;
-    if (event == AVAHI_RESOLVER_FOUND && a)
-        on_resolved(l, name, host, a, port, txt);
-    LIST_REMOVE(res, link);
-    free(res);
-    avahi_service_resolver_free(r); /* safe from its callback */
+    (void)r, (void)proto, (void)name, (void)type, (void)domain, (void)flags;
+    struct slot *s = arg;
+    struct svcname *n = s->n;
+    struct rdd_lan *l = n->l;
+    if (event == AVAHI_RESOLVER_FOUND && a) {
+        on_resolved(n, iface, host, a, port, txt);
+        if (a->proto == AVAHI_PROTO_INET)
+            slot_stop(&n->ip[1]); /* no IPv6 address wanted now */
+    } else {
+        snprintf(n->why, sizeof(n->why), "%s", avahi_strerror(avahi_client_errno(l->client)));
+    }
+    slot_stop(s); /* safe from its callback */
+    name_check(n);
     check_done(l);
+}
+
+static void slot_start(struct svcname *n, struct slot *s, AvahiIfIndex iface, AvahiProtocol proto,
+                       AvahiProtocol aproto)
+{
+    struct rdd_lan *l = n->l;
+    s->n = n;
+    s->r = avahi_service_resolver_new(l->client, iface, proto, n->name, n->type, n->domain, aproto,
+                                      0, resolve_cb, s);
+    if (s->r)
+        l->resolving++;
+    else
+        snprintf(n->why, sizeof(n->why), "%s", avahi_strerror(avahi_client_errno(l->client)));
+}
+
+static struct svcname *name_find(struct rdd_lan *l, const char *name, const char *type,
+                                 const char *domain)
+{
+    struct svcname *n;
+    LIST_FOREACH(n, &l->names, link)
+    if (strcmp(n->name, name) == 0 && strcmp(n->type, type) == 0 &&
+        avahi_domain_equal(n->domain, domain))
+        return n;
+    return NULL;
+}
+
+static void name_free(struct svcname *n)
+{
+    slot_stop(&n->ip[0]);
+    slot_stop(&n->ip[1]);
+    LIST_REMOVE(n, link);
+    free(n);
 }
 
 static void browse_new(struct rdd_lan *l, AvahiIfIndex iface, AvahiProtocol proto, const char *name,
                        const char *type, const char *domain)
 {
-    struct resolving *res = calloc(1, sizeof(*res));
-    if (!res)
-        return;
-    res->l = l;
-    res->r = avahi_service_resolver_new(l->client, iface, proto, name, type, domain,
-                                        AVAHI_PROTO_UNSPEC, 0, resolve_cb, res);
-    if (!res->r) {
-        free(res);
+    struct svcname *n = name_find(l, name, type, domain);
+    if (n) {
+        n->seen++; /* on another interface or protocol: resolving or resolved already */
         return;
     }
-    LIST_INSERT_HEAD(&l->resolving, res, link);
+    if (!(n = calloc(1, sizeof(*n))))
+        return;
+    n->l = l;
+    n->seen = 1;
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    snprintf(n->type, sizeof(n->type), "%s", type);
+    snprintf(n->domain, sizeof(n->domain), "%s", domain);
+    LIST_INSERT_HEAD(&l->names, n, link);
+    slot_start(n, &n->ip[0], iface, proto, AVAHI_PROTO_INET);
+    slot_start(n, &n->ip[1], iface, proto, AVAHI_PROTO_INET6);
+    name_check(n);
+}
+
+/* Gone from every interface and protocol: forgotten, so that it is resolved again if it
+ * comes back. */
+static void browse_remove(struct rdd_lan *l, const char *name, const char *type, const char *domain)
+{
+    struct svcname *n = name_find(l, name, type, domain);
+    if (n && --n->seen <= 0) {
+        name_free(n);
+        check_done(l);
+    }
 }
 
 static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex iface, AvahiProtocol proto,
@@ -174,6 +267,9 @@ static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex iface, AvahiProtocol
     case AVAHI_BROWSER_NEW:
         browse_new(l, iface, proto, name, type, domain);
         break;
+    case AVAHI_BROWSER_REMOVE:
+        browse_remove(l, name, type, domain);
+        break;
     case AVAHI_BROWSER_ALL_FOR_NOW:
         l->all_for_now = true;
         check_done(l);
@@ -181,7 +277,7 @@ static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex iface, AvahiProtocol
     case AVAHI_BROWSER_FAILURE:
         fail(l, "browsing the LAN: %s", avahi_strerror(avahi_client_errno(l->client)));
         break;
-    default: /* REMOVE, CACHE_EXHAUSTED */
+    default: /* CACHE_EXHAUSTED */
         break;
     }
 }
@@ -210,7 +306,9 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
     l->delivering = true;
     while (!l->freeing && (f = TAILQ_FIRST(&l->queue))) {
         TAILQ_REMOVE(&l->queue, f, link);
-        if (l->found)
+        if (f->failed && l->failed)
+            l->failed(f->b.instance, f->why, l->arg);
+        else if (!f->failed && l->found)
             l->found(&f->b, l->arg);
         free(f);
     }
@@ -228,16 +326,16 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 
 int rdd_lan_open(struct rdd_lan **out, struct event_base *base,
                  void (*found)(const struct rdd_lan_broker *b, void *arg),
+                 void (*failed)(const char *instance, const char *why, void *arg),
                  void (*done)(const char *error, void *arg), void *arg)
 {
     *out = NULL;
     struct rdd_lan *l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
-    *l = (struct rdd_lan){.found = found, .done = done, .arg = arg};
-    LIST_INIT(&l->resolving);
+    *l = (struct rdd_lan){.found = found, .failed = failed, .done = done, .arg = arg};
+    LIST_INIT(&l->names);
     TAILQ_INIT(&l->queue);
-    LIST_INIT(&l->told);
     l->poll = rdb_avahi_poll_new(base);
     l->deliver = event_new(base, -1, 0, deliver_cb, l);
     if (!l->poll || !l->deliver) {
@@ -266,12 +364,8 @@ void rdd_lan_free(struct rdd_lan *l)
 
 static void lan_destroy(struct rdd_lan *l)
 {
-    while (!LIST_EMPTY(&l->resolving)) {
-        struct resolving *res = LIST_FIRST(&l->resolving);
-        LIST_REMOVE(res, link);
-        avahi_service_resolver_free(res->r);
-        free(res);
-    }
+    while (!LIST_EMPTY(&l->names))
+        name_free(LIST_FIRST(&l->names));
     if (l->browser)
         avahi_service_browser_free(l->browser);
     if (l->client)
@@ -280,10 +374,6 @@ static void lan_destroy(struct rdd_lan *l)
     for (struct found *f; (f = TAILQ_FIRST(&l->queue));) {
         TAILQ_REMOVE(&l->queue, f, link);
         free(f);
-    }
-    for (struct told *t; (t = LIST_FIRST(&l->told));) {
-        LIST_REMOVE(t, link);
-        free(t);
     }
     if (l->deliver)
         event_free(l->deliver);

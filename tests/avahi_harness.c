@@ -42,10 +42,10 @@ static int write_configs(const struct test_avahi *a)
              a->dir, a->dir);
     int rc = write_file(a->dir, "dbus.conf", text);
     snprintf(text, sizeof(text),
-             "[server]\nhost-name=%s\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=lo\n"
-             "enable-dbus=yes\n\n[wide-area]\nenable-wide-area=no\n\n"
+             "[server]\nhost-name=%s\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=lo,rdqd0\n"
+             "enable-dbus=yes\n%s\n[wide-area]\nenable-wide-area=no\n\n"
              "[publish]\npublish-hinfo=no\npublish-workstation=no\n",
-             a->host);
+             a->host, a->extra);
     return rc ? rc : write_file(a->dir, "avahi.conf", text);
 }
 
@@ -254,6 +254,24 @@ int test_avahi_start(struct test_avahi *a, bool daemon)
     if (rc == 0 && daemon)
         rc = test_avahi_daemon_start(a);
     return rc;
+}
+
+int test_avahi_daemon_config(struct test_avahi *a, const char *lines)
+{
+    test_avahi_daemon_stop(a);
+    snprintf(a->extra, sizeof(a->extra), "%s\n", lines);
+    int rc = write_configs(a);
+    return rc ? rc : test_avahi_daemon_start(a);
+}
+
+int test_avahi_add_iface(struct test_avahi *a)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd),
+             "ip -n %s link add rdqd0 type bridge && ip -n %s link set rdqd0 up && "
+             "ip -n %s addr add 10.213.0.1/24 dev rdqd0",
+             a->ns, a->ns, a->ns);
+    return run(cmd) == 0 ? 0 : -EIO;
 }
 
 void test_avahi_no_bus(struct test_avahi *a)

@@ -13,6 +13,7 @@ struct test_avahi {
     char addr[128]; /* the bus's address, exported as DBUS_SYSTEM_BUS_ADDRESS */
     char ns[48];    /* the network namespace */
     char host[48];  /* avahi-daemon's host name, unique per test */
+    char extra[96]; /* more lines of avahi-daemon.conf's [server] section */
     pid_t dbus;
     pid_t daemon;
 };
@@ -23,6 +24,12 @@ bool test_avahi_usable(char *why, size_t len);
 /* A private bus (exported for the programs the test runs) and, when `daemon`, avahi-daemon on
  * it, running when this returns. 0, or -errno. */
 int test_avahi_start(struct test_avahi *a, bool daemon);
+/* Restarts avahi-daemon with `lines` added to its [server] section ("objects-per-client-max=4").
+ * 0, or -errno. */
+int test_avahi_daemon_config(struct test_avahi *a, const char *lines);
+/* A second interface in the daemon's namespace (rdqd0, a bridge without ports, 10.213.0.1/24):
+ * services are then seen on two interfaces. 0, or -EIO. */
+int test_avahi_add_iface(struct test_avahi *a);
 /* Points DBUS_SYSTEM_BUS_ADDRESS at a socket that does not exist: no bus at all. */
 void test_avahi_no_bus(struct test_avahi *a);
 int test_avahi_daemon_start(struct test_avahi *a); /* waits until it runs */

@@ -7,6 +7,8 @@
 
 #include <criterion/criterion.h>
 #include <event2/event.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +263,105 @@ Test(dnssd, daemon_restart_publishes_again, .init = with_daemon)
     brokers_done();
 }
 
+/* Registers n process servers (tcp:Port=20000+i) with broker i over connections of its unix
+ * socket, 64 a connection, kept in c[] (freed by the caller). */
+#define MANY_CONNS 16
+static void register_many(int i, int n, struct rdt_conn *c[MANY_CONNS])
+{
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", br[i].sock);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    char err[RDT_ERR_MAX];
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    cr_assert_leq(n, 64 * MANY_CONNS);
+    for (int k = 0; k < n; k++) {
+        if (k % 64 == 0)
+            cr_assert_eq(rdt_dial(&c[k / 64], &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+        char advert[64];
+        snprintf(advert, sizeof(advert), "tcp:Port=%d", 20000 + k);
+        json_t *reg = json_pack("{s:s, s:s}", "kind", "process", "advert", advert), *body = NULL;
+        enum rdb_type type = 0;
+        cr_assert_eq(rdb_send(c[k / 64], RDB_REGISTER, reg, 3000), 0);
+        json_decref(reg);
+        cr_assert_eq(rdb_recv(c[k / 64], &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(type, RDB_REGISTERED);
+        json_decref(body);
+    }
+    rdb_reader_free(&rd);
+}
+
+static void free_conns(struct rdt_conn *c[MANY_CONNS])
+{
+    for (int k = 0; k < MANY_CONNS; k++)
+        rdt_conn_free(c[k]);
+}
+
+/* How many `type` services avahi-browse sees (unresolved). */
+static int count_services(const char *type)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "avahi-browse -pt %s", type);
+    test_run(cmd, out, sizeof(out), false);
+    return test_count(out, "+;");
+}
+
+/* Past avahi-daemon's objects-per-client-max, the servers left out are said once, with a count
+ * and the setting, also after the daemon restarts; published servers are summed up. */
+Test(dnssd, too_many_objects_said_once_with_the_setting, .init = with_daemon)
+{
+    cr_assert_eq(test_avahi_daemon_config(&av, "objects-per-client-max=4"), 0);
+    start_broker(0, "-publish-servers", NULL);
+    struct rdt_conn *c[MANY_CONNS] = {0};
+    register_many(0, 6, c);
+    cr_assert(test_wait_file(br[0].log, "objects-per-client-max in avahi-daemon.conf", 5000, logbuf,
+                             sizeof(logbuf)),
+              "%s", logbuf);
+    test_avahi_daemon_stop(&av);
+    cr_assert(test_wait_file(br[0].log, "went away", 5000, logbuf, sizeof(logbuf)), "%s", logbuf);
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    cr_assert(test_wait_file(br[0].log, "is running; publishing", 5000, logbuf, sizeof(logbuf)));
+    cr_expect(test_wait_file(br[0].log, "servers published as", 6000, logbuf, sizeof(logbuf)));
+    usleep(1500000); /* past another summary */
+    broker_log(0);
+    cr_expect_eq(test_count(logbuf, "objects-per-client-max in avahi-daemon.conf"), 1, "%s",
+                 logbuf);
+    cr_expect_eq(test_count(logbuf, "Too many objects"), 0, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "published \"tcp:"), 0, "%s", logbuf);
+    cr_expect_geq(test_count(logbuf, "servers published as _rdq-srv._tcp"), 1, "%s", logbuf);
+    free_conns(c);
+    brokers_done();
+}
+
+/* A broker with many servers keeps answering while it publishes them all at once (the daemon
+ * starts): it publishes a bounded number a loop turn. */
+Test(dnssd, queries_answered_while_many_servers_are_published, .init = bus_only)
+{
+    start_broker(0, "-publish-servers", NULL);
+    struct rdt_conn *c[MANY_CONNS] = {0};
+    register_many(0, 640, c);
+    static char big[1 << 17], log[1 << 17];
+    cr_assert_eq(test_avahi_daemon_start(&av), 0);
+    cr_assert(test_wait_file(br[0].log, "is running; publishing", 5000, log, sizeof(log)));
+    long worst = 0;
+    int during = 0;
+    for (int k = 0; k < 5; k++) {
+        long t0 = now_ms();
+        cr_assert_eq(test_qr("localhost", big, sizeof(big)), 0, "%s", big);
+        long took = now_ms() - t0;
+        worst = took > worst ? took : worst;
+        during += !test_wait_file(br[0].log, "servers published as", 0, log, sizeof(log));
+    }
+    cr_expect_gt(during, 0, "every query came after the publishing");
+    cr_expect_lt(worst, 700, "rdq -QR took %ld ms while the broker published", worst);
+    int n = 0;
+    for (int k = 0; k < 100 && (n = count_services(RDB_SERVER_SERVICE)) < 640; k++)
+        usleep(200000);
+    cr_expect_eq(n, 640, "%s", out);
+    free_conns(c);
+    brokers_done();
+}
+
 /* The broker serves as ever without a daemon, says so once, and publishes when one starts. */
 Test(dnssd, no_daemon_then_daemon_starts, .init = bus_only)
 {
@@ -296,11 +397,15 @@ Test(dnssd, no_bus_at_all, .init = bus_only)
 
 /* ---- rdd_lan_open ---- */
 
+static int browse_rdq(const char *args);
+
 struct lan_run {
     struct rdd_lan_broker got[8];
     int n;
     bool done;
     char error[256];
+    int nfailed;
+    char failed[256];
     struct event_base *base;
     struct rdd_lan *l;
 };
@@ -310,6 +415,13 @@ static void on_found(const struct rdd_lan_broker *b, void *arg)
     struct lan_run *r = arg;
     if (r->n < 8)
         r->got[r->n++] = *b;
+}
+
+static void on_failed(const char *instance, const char *why, void *arg)
+{
+    struct lan_run *r = arg;
+    r->nfailed++;
+    snprintf(r->failed, sizeof(r->failed), "%s: %s", instance, why);
 }
 
 static void on_done(const char *error, void *arg)
@@ -322,18 +434,18 @@ static void on_done(const char *error, void *arg)
     event_base_loopbreak(r->base);
 }
 
-/* Browses until done, within 5 s. */
+/* Browses until done, within 9 s (avahi's resolvers give up after 5 s). */
 static void lan_browse(struct lan_run *r)
 {
     memset(r, 0, sizeof(*r));
     r->base = event_base_new();
-    cr_assert_eq(rdd_lan_open(&r->l, r->base, on_found, on_done, r), 0);
-    struct timeval tv = {5, 0};
+    cr_assert_eq(rdd_lan_open(&r->l, r->base, on_found, on_failed, on_done, r), 0);
+    struct timeval tv = {9, 0};
     event_base_loopexit(r->base, &tv);
     event_base_dispatch(r->base);
     rdd_lan_free(r->l);
     event_base_free(r->base);
-    cr_assert(r->done, "done was not called within 5 s");
+    cr_assert(r->done, "done was not called within 9 s");
 }
 
 static const struct rdd_lan_broker *lan_port(const struct lan_run *r, unsigned port)
@@ -387,6 +499,84 @@ Test(dnssd, lan_finds_a_plain_avahi_publish, .init = with_daemon)
     cr_expect_str_eq(r.got[0].addr, "127.0.0.1");
     cr_expect_eq(r.got[0].port, port);
     cr_expect_eq(r.got[0].version, 1);
+}
+
+/* A broker whose host has a link-local IPv6 address only: given with its interface, so that it
+ * can be dialed (fe80::1%lo), and the transports take such an address as it is. */
+Test(dnssd, lan_link_local_ipv6_has_its_scope, .init = with_daemon)
+{
+    unsigned port = test_free_ports(1);
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%u", port);
+    const char *addr[] = {"avahi-publish-address", "-R", "v6only.local", "fe80::1", NULL};
+    const char *svc[] = {
+        "avahi-publish-service", "-H", "v6only.local", "rdq v6 only", RDB_SERVICE, ps, "v=1", NULL};
+    pid_t a = test_avahi_spawn(addr), s = test_avahi_spawn(svc);
+    unsigned ports[] = {port};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    struct lan_run r;
+    lan_browse(&r);
+    test_avahi_kill(s);
+    test_avahi_kill(a);
+    cr_expect_str_eq(r.error, "");
+    cr_assert_eq(r.n, 1, "found %d brokers", r.n);
+    cr_expect_str_eq(r.got[0].addr, "fe80::1%lo");
+    cr_expect_eq(r.got[0].port, port);
+    struct rdt_addrs got;
+    char err[RDT_ERR_MAX] = "";
+    cr_assert_eq(rdt_resolve_addrs("fe80::1%lo", false, 1000, &got, err, sizeof(err)), 1, "%s",
+                 err);
+    cr_assert_eq(got.n, 1);
+    cr_expect_str_eq(got.addr[0], "fe80::1%lo");
+    struct sockaddr_storage sa;
+    socklen_t len;
+    cr_assert_eq(rdt_sockaddr_of(got.addr[0], 53, &sa, &len), 0);
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&sa;
+    cr_expect_eq(a6->sin6_family, AF_INET6);
+    cr_expect_eq(a6->sin6_scope_id, if_nametoindex("lo"));
+    cr_expect_eq(ntohs(a6->sin6_port), 53);
+    cr_expect_eq(len, sizeof(*a6));
+}
+
+/* Services seen on two interfaces are resolved once each; one that cannot be resolved (its host
+ * has no address) is told once, with avahi's reason, and rdq -browse says so. */
+Test(dnssd, lan_resolves_each_once_and_tells_failures, .init = with_daemon)
+{
+    cr_assert_eq(test_avahi_add_iface(&av), 0);
+    unsigned port = test_free_ports(2);
+    char ps[16], lost[16];
+    snprintf(ps, sizeof(ps), "%u", port);
+    snprintf(lost, sizeof(lost), "%u", port + 1);
+    const char *good[] = {"avahi-publish-service", "rdq by hand", RDB_SERVICE, ps, "v=1", NULL};
+    const char *bad[] = {"avahi-publish-service",
+                         "-H",
+                         "nowhere.local",
+                         "rdq nowhere",
+                         RDB_SERVICE,
+                         lost,
+                         "v=1",
+                         NULL};
+    pid_t g = test_avahi_spawn(good), b = test_avahi_spawn(bad);
+    struct seen rows[8];
+    int n = 0;
+    for (int i = 0; i < 80 && n < 2; i++, usleep(100000)) /* on lo and on rdqd0 */
+        n = browse(RDB_SERVICE, rows, 8);
+    cr_assert_eq(n, 2, "not seen on both interfaces: %s", out);
+    struct lan_run r;
+    lan_browse(&r);
+    cr_expect_str_eq(r.error, "");
+    cr_expect_eq(r.n, 1, "found %d brokers", r.n);
+    cr_expect_eq(r.got[0].port, port);
+    cr_expect_eq(r.nfailed, 1, "%d failures, the last %s", r.nfailed, r.failed);
+    cr_expect_str_eq(r.failed, "rdq nowhere: Timeout reached");
+    test_avahi_kill(g); /* rdq -browse below finds the failing one alone */
+    int rc = browse_rdq("-list -timeout 8000");
+    test_avahi_kill(b);
+    cr_expect_neq(rc, 0);
+    cr_expect(strstr(logbuf, "the LAN: broker rdq nowhere could not be resolved (Timeout reached)"),
+              "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "could not be resolved"), 1, "%s", logbuf);
 }
 
 Test(dnssd, lan_says_when_there_is_no_daemon, .init = bus_only)

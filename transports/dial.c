@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -162,7 +163,15 @@ int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa
         *len = sizeof(*a6);
         return 0;
     }
-    return -EINVAL;
+    /* with a zone (fe80::1%eth0): its interface as the scope */
+    struct addrinfo hints = {.ai_family = AF_INET6, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+    if (!strchr(addr, '%') || getaddrinfo(addr, NULL, &hints, &ai) != 0)
+        return -EINVAL;
+    memcpy(a6, ai->ai_addr, sizeof(*a6));
+    freeaddrinfo(ai);
+    a6->sin6_port = htons(port);
+    *len = sizeof(*a6);
+    return 0;
 }
 
 /* Connects to the next address, or fails with the last address's reason. */

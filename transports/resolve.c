@@ -334,12 +334,23 @@ static void launch(struct rdt_lookup *l)
 }
 
 /* Answers that need no name server: address literals and the localhost names (RFC 6761). */
+/* An IPv6 literal with a zone (fe80::1%eth0), which inet_pton does not take. */
+static bool scoped_ipv6(const char *name)
+{
+    struct addrinfo hints = {.ai_family = AF_INET6, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+    if (!strchr(name, '%') || getaddrinfo(name, NULL, &hints, &ai) != 0)
+        return false;
+    freeaddrinfo(ai);
+    return true;
+}
+
 static bool answer_itself(struct rdt_lookup *l)
 {
     struct in6_addr a;
     struct rdt_addrs *out = &l->addrs;
     size_t n = strlen(l->name);
-    bool v4 = inet_pton(AF_INET, l->name, &a) == 1, v6 = inet_pton(AF_INET6, l->name, &a) == 1;
+    bool v4 = inet_pton(AF_INET, l->name, &a) == 1,
+         v6 = inet_pton(AF_INET6, l->name, &a) == 1 || scoped_ipv6(l->name);
     if (v4 && l->ipv6) {
         l->rc = -EINVAL;
         snprintf(l->err, sizeof(l->err), "%s is an IPv4 address, and ipversion=6 wants IPv6",
