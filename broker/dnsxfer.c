@@ -39,9 +39,10 @@ void rdb_dnsup_xfer_clear(struct rdb_dnsxfer *x)
 
 static void finish(struct rdb_dnsup *u, int rc, const char *msg)
 {
-    bool withdraw = u->x.withdraw;
+    enum rdb_dns_step step = u->x.step;
+    int fam = u->x.fam;
     rdb_dnsup_xfer_clear(&u->x);
-    rdb_dnsup_finished(u, withdraw, rc, msg);
+    rdb_dnsup_finished(u, step, fam, rc, msg);
 }
 
 static void finish_errno(struct rdb_dnsup *u, const char *what, int e)
@@ -178,13 +179,14 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
     finish(u, -ETIMEDOUT, msg);
 }
 
-int rdb_dnsup_xfer_start(struct rdb_dnsup *u, struct event_base *base, bool withdraw, int try_ms,
-                         int tries)
+int rdb_dnsup_xfer_start(struct rdb_dnsup *u, struct event_base *base, enum rdb_dns_step step,
+                         int fam, int try_ms, int tries)
 {
     struct rdb_dnsxfer *x = &u->x;
     rdb_dnsup_xfer_clear(x);
     *x = (struct rdb_dnsxfer){.base = base,
-                              .withdraw = withdraw,
+                              .step = step,
+                              .fam = fam,
                               .fd = -1,
                               .tries = tries,
                               .try_ms = try_ms,

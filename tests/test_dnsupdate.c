@@ -244,6 +244,54 @@ Test(dnsupdate, records_deleted_by_others_come_back)
     cr_expect(dig_wait("SRV", inst, " 0 ", true, 3000), "no SRV again: %s", out);
 }
 
+/* The site lists the host already: HOST.ZONE A with the broker's own address, and a TTL of its
+ * own. The broker leaves that set as it is and does not delete it at exit; the AAAA set, which
+ * was not there, is the broker's: added, and removed at exit. */
+Test(dnsupdate, the_sites_address_records_are_left_alone)
+{
+    char a[128];
+    snprintf(a, sizeof(a), "%s." ZONE, host);
+    snprintf(cmd, sizeof(cmd), "update add %s 3600 IN A 127.0.0.7\n", a);
+    nsupdate(cmd);
+    const char *extra[] = {"-dns-update",  server,      "-zone",        ZONE,  "-tsig", keyfile,
+                           "-dns-address", "127.0.0.7", "-dns-address", "::7", NULL};
+    memcpy(br.extra, extra, sizeof(extra));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+    cr_assert(dig_wait("AAAA", a, "::7", true, 3000), "no AAAA: %s", out);
+    cr_expect(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR: %s", out);
+    cr_expect(dig_wait("SRV", inst, " 0 ", true, 3000), "no SRV: %s", out);
+    snprintf(cmd, sizeof(cmd), "dig +noall +answer @127.0.0.1 -p %u A '%s'", dns_port, a);
+    test_run(cmd, out, sizeof(out), true);
+    cr_expect(strstr(out, "3600\tIN\tA\t127.0.0.7\n"), "the site's A set was changed: %s", out);
+    cr_expect_eq(test_count(out, "IN\tA\t"), 1, "%s", out);
+    cr_expect(broker_log_has("already has A records", 1000, logtext, sizeof(logtext)), "%s",
+              logtext);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_str_eq(dig("A", a), "127.0.0.7\n", "the site's A record went at exit");
+    cr_expect_str_eq(dig("AAAA", a), "", "the broker's AAAA stays");
+    cr_expect_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "our PTR stays: %s", out);
+}
+
+/* The broker's A set, deleted by someone: it comes back at the refresh; replaced by the site's
+ * own: the broker adds nothing to it then, and deletes nothing of it at exit. */
+Test(dnsupdate, address_sets_at_the_refresh)
+{
+    char a[128];
+    snprintf(a, sizeof(a), "%s." ZONE, host);
+    broker_publish(keyfile, "2"); /* refreshed every second */
+    cr_assert(dig_wait("A", a, "127.0.0.7", true, 3000), "%s", out);
+    snprintf(cmd, sizeof(cmd), "update delete %s A\n", a);
+    nsupdate(cmd);
+    cr_expect(dig_wait("A", a, "127.0.0.7", true, 3000), "no A again: %s", out);
+    snprintf(cmd, sizeof(cmd), "update delete %s A\nupdate add %s 3600 IN A 192.0.2.9\n", a, a);
+    nsupdate(cmd);
+    cr_expect(broker_log_has("already has A records", 3000, logtext, sizeof(logtext)), "%s",
+              logtext);
+    cr_expect_str_eq(dig("A", a), "192.0.2.9\n");
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_str_eq(dig("A", a), "192.0.2.9\n");
+}
+
 /* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
  * and the broker serves on. */
 static void refused(const char *keytext, const char *why)
