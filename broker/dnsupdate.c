@@ -118,8 +118,11 @@ void rdb_dnsup_finished(struct rdb_dnsup *u, enum rdb_dns_step step, int fam, in
     if (rc == 0)
         logf_(u, LOG_INFO, "site DNS: removed \"%s\" from %s", u->shown, u->zone);
     else
-        logf_(u, LOG_WARNING, "site DNS: the records stay until their TTL (%d s) ends: %s", u->ttl,
-              msg);
+        logf_(u, LOG_WARNING,
+              "site DNS: the records stay in %s until this broker starts again (its start "
+              "replaces its SRV and TXT) or someone deletes them; caches forget them after their "
+              "TTL (%d s): %s",
+              u->zone, u->ttl, msg);
 }
 
 static void publish(struct rdb_dnsup *u)

@@ -292,6 +292,24 @@ Test(dnsupdate, address_sets_at_the_refresh)
     cr_expect_str_eq(dig("A", a), "192.0.2.9\n");
 }
 
+/* The server gone at exit: the log says truly where the records stay. */
+Test(dnsupdate, records_that_cannot_be_removed_are_said_to_stay_in_the_zone)
+{
+    broker_publish(keyfile, "60");
+    cr_assert(broker_log_has("site DNS: published", 3000, logtext, sizeof(logtext)), "%s", logtext);
+    kill(named_pid, SIGTERM);
+    waitpid(named_pid, NULL, 0);
+    named_pid = 0;
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(broker_log_has("site DNS: the records stay in " ZONE
+                             " until this broker starts again (its start replaces its SRV and "
+                             "TXT) or someone deletes them; caches forget them after their TTL "
+                             "(60 s): ",
+                             100, logtext, sizeof(logtext)),
+              "%s", logtext);
+    cr_expect_null(strstr(logtext, "until their TTL"), "%s", logtext);
+}
+
 /* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
  * and the broker serves on. */
 static void refused(const char *keytext, const char *why)
