@@ -271,23 +271,30 @@ enum rdb_dns_reply rdb_dnsup_reply(struct rdb_dnsup *u, const uint8_t *buf, size
     if (LDNS(ldns_wire2pkt)(&p, buf, n) != LDNS_STATUS_OK || LDNS(ldns_pkt_id)(p) != u->x.id ||
         !LDNS(ldns_pkt_qr)(p) || LDNS(ldns_pkt_get_opcode)(p) != LDNS_PACKET_UPDATE)
         goto done;
-    if (LDNS(ldns_pkt_tc)(p)) {
+    unsigned rcode = LDNS(ldns_pkt_get_rcode)(p), terr = tsig_error(LDNS(ldns_pkt_tsig)(p));
+    char refused[sizeof(u->x.refused)];
+    snprintf(refused, sizeof(refused),
+             "the DNS server %s refused the update of %s: the TSIG key %s is not accepted "
+             "(%s / %s%s)",
+             u->server, u->zone, u->key.shown, rcode_name(rcode), tsig_error_name(terr),
+             terr == 18 ? ": the clocks of the two hosts differ" : "");
+    if (!reply_signed(u, p, buf, n)) {
+        /* anyone may send it: noted, and taken only when no signed reply comes (RFC 8945 5.3.2) */
+        if (terr)
+            snprintf(u->x.refused, sizeof(u->x.refused), "%s", refused);
+        snprintf(u->x.note, sizeof(u->x.note),
+                 "; a reply (%s%s%s) not signed with the key %s was ignored", rcode_name(rcode),
+                 terr ? " / " : "", terr ? tsig_error_name(terr) : "", u->key.shown);
+        goto done;
+    }
+    if (LDNS(ldns_pkt_tc)(p)) { /* only now: an unsigned TC bit is anyone's */
         r = RDB_DNS_REPLY_TRUNCATED;
         goto done;
     }
-    unsigned rcode = LDNS(ldns_pkt_get_rcode)(p), terr = tsig_error(LDNS(ldns_pkt_tsig)(p));
     r = RDB_DNS_REPLY_DONE;
     *rc = -EACCES;
-    if (terr) /* unsigned, as RFC 8945 wants it */
-        snprintf(msg, len,
-                 "the DNS server %s refused the update of %s: the TSIG key %s is not accepted "
-                 "(%s / %s%s)",
-                 u->server, u->zone, u->key.shown, rcode_name(rcode), tsig_error_name(terr),
-                 terr == 18 ? ": the clocks of the two hosts differ" : "");
-    else if (!reply_signed(u, p, buf, n))
-        r = RDB_DNS_REPLY_IGNORED, snprintf(u->x.note, sizeof(u->x.note),
-                                            "; a reply (%s) not signed with the key %s was ignored",
-                                            rcode_name(rcode), u->key.shown);
+    if (terr) /* signed: BADTIME is */
+        snprintf(msg, len, "%s", refused);
     else if (rcode == LDNS_RCODE_YXRRSET || rcode == LDNS_RCODE_NXRRSET)
         *rc = rcode == LDNS_RCODE_YXRRSET ? -EEXIST : -ENOENT, rcode_explain(u, rcode, msg, len);
     else if (rcode != LDNS_RCODE_NOERROR)

@@ -39,7 +39,8 @@ struct rdb_dnsxfer {
     uint8_t *in;
     size_t inlen;
     int tries, try_ms, total_ms;
-    char note[256]; /* a reply that was ignored, for the message when no other comes */
+    char note[256];    /* a reply that was ignored, for the message when no other comes */
+    char refused[384]; /* an unsigned TSIG error, the outcome when no signed reply comes */
 };
 
 struct rdb_dnsup {

@@ -173,6 +173,11 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     char msg[512];
+    if (x->refused[0]) {
+        snprintf(msg, sizeof(msg), "%s; the reply is unsigned, and no signed one came within %d s",
+                 x->refused, (x->total_ms + 999) / 1000);
+        return finish(u, -EACCES, msg);
+    }
     snprintf(msg, sizeof(msg),
              "no answer from the DNS server %s port %u%s within %d s (update of %s)%s", u->server,
              u->port, x->tcp ? " over TCP" : "", (x->total_ms + 999) / 1000, u->zone, x->note);

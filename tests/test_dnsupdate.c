@@ -4,13 +4,17 @@
 #include "broker.h"
 #include "helpers.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ZONE "example.test"
@@ -18,7 +22,7 @@
 static struct test_broker br;
 static char dir[64], keyfile[128], server[64], host[64], inst[160];
 static unsigned dns_port;
-static pid_t named_pid;
+static pid_t named_pid, spoof_pid;
 static char out[16384], cmd[2048];
 
 /* Writes `text` to dir/name; the path in path. */
@@ -105,6 +109,11 @@ static void teardown(void)
     test_broker_stop(&br, SIGTERM);
     cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
     test_broker_cleanup(&br);
+    if (spoof_pid > 0) {
+        kill(spoof_pid, SIGKILL);
+        waitpid(spoof_pid, NULL, 0);
+        spoof_pid = 0;
+    }
     if (named_pid > 0) {
         kill(named_pid, SIGTERM);
         waitpid(named_pid, NULL, 0);
@@ -310,6 +319,112 @@ Test(dnsupdate, records_that_cannot_be_removed_are_said_to_stay_in_the_zone)
     cr_expect_null(strstr(logtext, "until their TTL"), "%s", logtext);
 }
 
+enum spoof { SPOOF_BADKEY, SPOOF_TC, SPOOF_DROP };
+
+/* A forged reply to the request in req: unsigned, its TSIG (BADKEY) empty, or the TC bit set. */
+static size_t forged(const uint8_t *req, uint8_t *buf, enum spoof how)
+{
+    static const uint8_t tsig_head[] = {6,    'r',  'd',  'q', 'k', 'e', 'y', 0, 0x00,
+                                        0xfa, 0x00, 0xff, 0,   0,   0,   0,   0, 29};
+    static const uint8_t alg[] = {11, 'h', 'm', 'a', 'c', '-', 's', 'h', 'a', '2', '5', '6', 0};
+    memset(buf, 0, 12);
+    memcpy(buf, req, 2);
+    buf[2] = (uint8_t)(0x80 | (5 << 3) | (how == SPOOF_TC ? 0x02 : 0));
+    buf[3] = how == SPOOF_TC ? 0 : 9; /* NOTAUTH */
+    if (how == SPOOF_TC)
+        return 12;
+    buf[11] = 1; /* ARCOUNT */
+    size_t n = 12;
+    memcpy(buf + n, tsig_head, sizeof(tsig_head)), n += sizeof(tsig_head);
+    memcpy(buf + n, alg, sizeof(alg)), n += sizeof(alg);
+    uint64_t now = (uint64_t)time(NULL);
+    for (int i = 5; i >= 0; i--)
+        buf[n++] = (uint8_t)(now >> (8 * i));
+    const uint8_t rest[] = {0x01, 0x2c, 0, 0, req[0], req[1], 0, 17, 0, 0};
+    memcpy(buf + n, rest, sizeof(rest));
+    return n + sizeof(rest);
+}
+
+/* A UDP relay on `port` to named that answers each request first with a forged reply. */
+static void spoofer_start(unsigned port, enum spoof how)
+{
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in ns = {.sin_family = AF_INET, .sin_port = htons((uint16_t)dns_port)};
+    me.sin_addr.s_addr = ns.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int s = socket(AF_INET, SOCK_DGRAM, 0), up = socket(AF_INET, SOCK_DGRAM, 0);
+    cr_assert(s >= 0 && up >= 0 && bind(s, (struct sockaddr *)&me, sizeof(me)) == 0 &&
+              connect(up, (struct sockaddr *)&ns, sizeof(ns)) == 0);
+    spoof_pid = fork();
+    cr_assert_geq(spoof_pid, 0);
+    if (spoof_pid > 0) {
+        close(s), close(up);
+        return;
+    }
+    struct sockaddr_storage peer;
+    socklen_t plen = 0;
+    uint8_t buf[65536], fake[128];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = up, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0)
+            _exit(1);
+        if (p[0].revents & POLLIN) {
+            plen = sizeof(peer);
+            ssize_t n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &plen);
+            if (n >= 12 && how != SPOOF_DROP)
+                sendto(s, fake, forged(buf, fake, how), 0, (struct sockaddr *)&peer, plen);
+            if (n >= 12)
+                send(up, buf, (size_t)n, 0);
+        }
+        if (p[1].revents & POLLIN) {
+            ssize_t n = recv(up, buf, sizeof(buf), 0);
+            if (n > 0 && plen && how != SPOOF_DROP)
+                sendto(s, buf, (size_t)n, 0, (struct sockaddr *)&peer, plen);
+        }
+    }
+}
+
+/* Forged unsigned replies come first: a TSIG error, or the TC bit. The broker takes neither: it
+ * waits for the signed reply, publishes, and removes its records at exit. */
+static void spoofed(enum spoof how)
+{
+    unsigned port = test_free_ports(1);
+    spoofer_start(port, how);
+    snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+    broker_publish(keyfile, "60");
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR: %s", out);
+    cr_expect(broker_log_has("site DNS: published", 1000, logtext, sizeof(logtext)), "%s", logtext);
+    cr_expect_null(strstr(logtext, "not accepted"), "%s", logtext);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "our PTR stays: %s", out);
+    cr_expect(broker_log_has("site DNS: removed", 100, logtext, sizeof(logtext)), "%s", logtext);
+}
+
+Test(dnsupdate, an_unsigned_tsig_error_is_not_taken)
+{
+    spoofed(SPOOF_BADKEY);
+}
+
+Test(dnsupdate, an_unsigned_tc_bit_is_not_obeyed)
+{
+    spoofed(SPOOF_TC);
+}
+
+/* named applies the update, and its replies are lost: the broker never learns that it published,
+ * and still removes its records at exit. */
+Test(dnsupdate, records_removed_at_exit_when_no_reply_came)
+{
+    unsigned port = test_free_ports(1);
+    spoofer_start(port, SPOOF_DROP);
+    snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+    broker_publish(keyfile, "60");
+    cr_assert(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR: %s", out);
+    cr_assert(broker_log_has("no answer from the DNS server", 5000, logtext, sizeof(logtext)), "%s",
+              logtext);
+    test_broker_stop(&br, SIGTERM);
+    cr_expect_null(strstr(dig("PTR", "_rdq._tcp." ZONE), inst), "our PTR stays: %s", out);
+    cr_expect_str_eq(dig("SRV", inst), "");
+}
+
 /* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
  * and the broker serves on. */
 static void refused(const char *keytext, const char *why)
@@ -317,7 +432,8 @@ static void refused(const char *keytext, const char *why)
     char path[128];
     put("wrong.conf", keytext, path, sizeof(path));
     broker_publish(path, "2");
-    cr_assert(broker_log_has("is not accepted", 3000, logtext, sizeof(logtext)), "%s", logtext);
+    /* BIND's refusal is unsigned: taken when no signed reply came within the 3 tries */
+    cr_assert(broker_log_has("is not accepted", 6000, logtext, sizeof(logtext)), "%s", logtext);
     char want[256];
     snprintf(want, sizeof(want),
              "the DNS server 127.0.0.1 refused the update of " ZONE
