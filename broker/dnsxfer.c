@@ -82,6 +82,13 @@ static int xfer_connect(struct rdb_dnsup *u)
     return 0;
 }
 
+static void icmp_note(struct rdb_dnsxfer *x)
+{
+    if (!x->note[0])
+        snprintf(x->note, sizeof(x->note), "; the port was unreachable (%s)",
+                 strerror(ECONNREFUSED));
+}
+
 static void udp_read(struct rdb_dnsup *u)
 {
     struct rdb_dnsxfer *x = &u->x;
@@ -91,6 +98,10 @@ static void udp_read(struct rdb_dnsup *u)
         ssize_t n = recv(x->fd, x->in, IN_MAX, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        if (n < 0 && errno == ECONNREFUSED) { /* one ICMP error (anyone's): the timer goes on */
+            icmp_note(x);
+            continue;
+        }
         if (n < 0)
             return finish_errno(u, "no DNS server answers on", errno);
         enum rdb_dns_reply r = rdb_dnsup_reply(u, x->in, (size_t)n, &rc, msg, sizeof(msg));
@@ -164,8 +175,9 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
     struct timeval tv = {.tv_sec = x->try_ms / 1000, .tv_usec = (x->try_ms % 1000) * 1000};
     if (--x->tries > 0) { /* UDP: the same request again, on the same socket */
         int rc = x->tcp ? xfer_connect(u) : 0;
-        if (!x->tcp && send(x->fd, x->wire, x->len, 0) < 0)
-            rc = -errno;
+        if (!x->tcp && send(x->fd, x->wire, x->len, 0) < 0 &&
+            (errno != ECONNREFUSED || send(x->fd, x->wire, x->len, 0) < 0))
+            rc = -errno; /* ECONNREFUSED: an earlier ICMP error, reported now: sent again */
         else if (!x->tcp && event_add(x->timer, &tv))
             rc = -ENOMEM;
         if (rc)

@@ -425,6 +425,20 @@ Test(dnsupdate, records_removed_at_exit_when_no_reply_came)
     cr_expect_str_eq(dig("SRV", inst), "");
 }
 
+/* named not there yet: the first try meets a closed port (ICMP port unreachable), the next one
+ * the server. */
+Test(dnsupdate, a_closed_port_is_tried_again)
+{
+    kill(named_pid, SIGTERM);
+    waitpid(named_pid, NULL, 0);
+    named_pid = 0;
+    broker_publish(keyfile, "60");
+    usleep(200000);
+    named_start();
+    cr_expect(dig_wait("PTR", "_rdq._tcp." ZONE, inst, true, 3000), "no PTR: %s", out);
+    cr_expect(broker_log_has("site DNS: published", 1000, logtext, sizeof(logtext)), "%s", logtext);
+}
+
 /* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
  * and the broker serves on. */
 static void refused(const char *keytext, const char *why)
