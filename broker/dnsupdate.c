@@ -182,6 +182,11 @@ int rdb_dnsup_open(struct rdb_dnsup **out, struct event_base *base, const struct
         dnsup_free_(u);
         return rc;
     }
+    if (u->key.mode & 077)
+        logf_(u, LOG_WARNING,
+              "site DNS: the key file %s can be read by users other than its owner (mode %04o): "
+              "chmod 600 it",
+              cfg->dns_tsig, u->key.mode);
     publish(u);
     *out = u;
     return 0;

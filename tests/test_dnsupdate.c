@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -495,6 +496,39 @@ Test(dnsupdate, bad_key_file_exits_2_naming_it)
              server, dir);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s", out);
     cr_expect(strstr(out, "missing.conf: cannot read it: No such file"), "%s", out);
+}
+
+/* Key file `text` refused with exit status 2 and `want` in the message. */
+static void key_refused(const char *text, const char *want)
+{
+    char path[128];
+    put("bad.conf", text, path, sizeof(path));
+    snprintf(cmd, sizeof(cmd), "rdbroker -socket %s/b.sock -dns-update %s -zone " ZONE " -tsig %s",
+             dir, server, path);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s: %s", text, out);
+    cr_expect(strstr(out, want), "want \"%s\": %s", want, out);
+}
+
+#define KEY "key \"rdqkey\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0\";\n}"
+
+Test(dnsupdate, key_files_of_one_key_and_nothing_else)
+{
+    key_refused(KEY "\n", "bad.conf: line 4: expected ; after the key's }");
+    key_refused(KEY ";\n" KEY ";\n", "bad.conf: line 5: a second key: the file must hold one key");
+    key_refused(KEY ";\nallow-update;\n", "bad.conf: line 5: text after the key");
+    char big[1200];
+    snprintf(big, sizeof(big),
+             "key \"rdqkey\" {\n\talgorithm hmac-sha256;\n\tsecret \"%0600d\";\n};\n", 0);
+    key_refused(big, "bad.conf: line 3: the secret is longer than 511 characters");
+}
+
+Test(dnsupdate, a_key_file_others_can_read_is_warned_of)
+{
+    chmod(keyfile, 0640);
+    broker_publish(keyfile, "60");
+    cr_assert(broker_log_has("site DNS: published", 3000, logtext, sizeof(logtext)), "%s", logtext);
+    cr_expect_eq(test_count(logtext, "can be read by users other than its owner (mode 0640)"), 1,
+                 "%s", logtext);
 }
 
 Test(dnsupdate, zone_and_tsig_required)
