@@ -40,13 +40,14 @@ static void published(struct rdb_dnsup *u, int rc, const char *msg)
                   u->shown, u->zone, u->server, u->port, n, n == 1 ? "" : "es", u->ttl);
         u->published = true;
         u->failing = false;
-        u->last[0] = '\0';
         return;
     }
-    if (strcmp(msg, u->last) != 0)
+    /* said once: its class, as the text carries notes that change from one try to the next */
+    int class = -rc * 8 + (int)u->x.step * 2 + u->x.fam;
+    if (!u->failing || class != u->last_class)
         logf_(u, LOG_WARNING, "site DNS: %s; trying again every %d s", msg,
               u->ttl / 2 > 0 ? u->ttl / 2 : 1);
-    snprintf(u->last, sizeof(u->last), "%s", msg);
+    u->last_class = class;
     u->failing = true;
 }
 

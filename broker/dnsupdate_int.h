@@ -69,7 +69,7 @@ struct rdb_dnsup {
     struct rdb_dnsxfer x;
     bool sent, published, failing, withdrawn;
     int withdraw_rc;
-    char last[512]; /* the last failure logged */
+    int last_class; /* the last failure logged: -rc, step and family (published()) */
 };
 
 /* dnsconf.c: everything but the records themselves, from the settings; loads ldns. */

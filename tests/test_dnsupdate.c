@@ -440,6 +440,20 @@ Test(dnsupdate, a_closed_port_is_tried_again)
     cr_expect(broker_log_has("site DNS: published", 1000, logtext, sizeof(logtext)), "%s", logtext);
 }
 
+/* No server: the same failure is said once, refresh after refresh. */
+Test(dnsupdate, a_server_that_does_not_answer_is_said_once)
+{
+    unsigned port = test_free_ports(1);
+    spoofer_start(port, SPOOF_DROP);
+    snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+    broker_publish(keyfile, "2");
+    cr_assert(broker_log_has("no answer from the DNS server", 5000, logtext, sizeof(logtext)), "%s",
+              logtext);
+    usleep(4500000); /* another update, timed out too */
+    broker_log_has("", 0, logtext, sizeof(logtext));
+    cr_expect_eq(test_count(logtext, "no answer from the DNS server"), 1, "%s", logtext);
+}
+
 /* A key the server does not know, or the right name with a wrong secret: refused, said clearly,
  * and the broker serves on. */
 static void refused(const char *keytext, const char *why)
