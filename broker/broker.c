@@ -711,6 +711,7 @@ int rdb_broker_open(struct rdb_broker **out, struct event_base *base, const stru
     if (rc == 0 && !cfg->no_dnssd && (rc = rdb_dnssd_open(&b->dnssd, b, base, &b->cfg)) != 0)
         snprintf(err, errlen, "DNS-SD: %s", strerror(-rc));
     if (rc) {
+        rdb_dnsup_withdraw(b->dns, 2000); /* its first update may be out already */
         rdb_broker_free(b);
         return rc;
     }

@@ -82,15 +82,14 @@ int rdb_dnsup_records(struct rdb_dnsup *u, const struct rdb_service_info *si, ch
         snprintf(txt + strlen(txt), sizeof(txt) - strlen(txt), " %s", one);
     }
     snprintf(u->txt, RDB_DNS_RR_MAX, "%s %d IN TXT%s", u->inst, u->ttl, txt);
-    snprintf(u->shared[0], RDB_DNS_RR_MAX, "%s.%s. %d IN PTR %s", RDB_SERVICE, u->zone, u->ttl,
-             u->inst);
+    snprintf(u->ptr, RDB_DNS_RR_MAX, "%s.%s. %d IN PTR %s", RDB_SERVICE, u->zone, u->ttl, u->inst);
+    snprintf(u->host, sizeof(u->host), "%s.%s.", host, u->zone);
     for (int i = 0; i < u->naddrs; i++)
-        snprintf(u->shared[1 + i], RDB_DNS_RR_MAX, "%s.%s. %d IN %s %s", host, u->zone, u->ttl,
+        snprintf(u->addr_rr[i], RDB_DNS_RR_MAX, "%s %d IN %s %s", u->host, u->ttl,
                  u->af[i] == AF_INET ? "A" : "AAAA", u->addr[i]);
-    u->nshared = 1 + u->naddrs;
-    bool ok = rr_parses(u->srv) && rr_parses(u->txt);
-    for (int i = 0; ok && i < u->nshared; i++)
-        ok = rr_parses(u->shared[i]);
+    bool ok = rr_parses(u->srv) && rr_parses(u->txt) && rr_parses(u->ptr);
+    for (int i = 0; ok && i < u->naddrs; i++)
+        ok = rr_parses(u->addr_rr[i]);
     if (!ok) {
         snprintf(err, errlen, "-zone %s: the names of the records would be too long", u->zone);
         return -EINVAL;
@@ -108,21 +107,25 @@ static bool push(ldns_rr_list *l, ldns_rr *rr)
     return false;
 }
 
-/* A record to add, or (del) that exact record to delete (class NONE, RFC 2136 2.5.4). */
-static ldns_rr *rr_new(const char *text, bool del)
+enum rr_use { RR_ADD, RR_DELETE, RR_PREREQ };
+
+/* A record to add, that exact record to delete (class NONE, RFC 2136 2.5.4), or the record as a
+ * prerequisite that its set is exactly so (TTL 0, 2.4.2). */
+static ldns_rr *rr_new(const char *text, enum rr_use use)
 {
     ldns_rr *rr = NULL;
     if (LDNS(ldns_rr_new_frm_str)(&rr, text, 0, NULL, NULL) != LDNS_STATUS_OK)
         return NULL;
-    if (del) {
+    if (use == RR_DELETE)
         LDNS(ldns_rr_set_class)(rr, LDNS_RR_CLASS_NONE);
+    if (use != RR_ADD)
         LDNS(ldns_rr_set_ttl)(rr, 0);
-    }
     return rr;
 }
 
-/* Deletes the RRset of `type` at `name` (class ANY, no rdata, RFC 2136 2.5.2). */
-static ldns_rr *rrset_delete(const char *name, ldns_rr_type type)
+/* The RRset of `type` at `name`, without rdata: class ANY deletes it (RFC 2136 2.5.2), class NONE
+ * as a prerequisite says that it does not exist (2.4.3). */
+static ldns_rr *rrset_rr(const char *name, ldns_rr_type type, ldns_rr_class class)
 {
     ldns_rr *rr = LDNS(ldns_rr_new)();
     ldns_rdf *owner = rr ? LDNS(ldns_dname_new_frm_str)(name) : NULL;
@@ -132,24 +135,50 @@ static ldns_rr *rrset_delete(const char *name, ldns_rr_type type)
     }
     LDNS(ldns_rr_set_owner)(rr, owner);
     LDNS(ldns_rr_set_type)(rr, type);
-    LDNS(ldns_rr_set_class)(rr, LDNS_RR_CLASS_ANY);
+    LDNS(ldns_rr_set_class)(rr, class);
     LDNS(ldns_rr_set_ttl)(rr, 0);
     return rr;
 }
 
-/* Our SRV and TXT RRsets replaced (or deleted), our PTR and addresses added (or deleted). */
-static ldns_pkt *update_new(const struct rdb_dnsup *u, bool withdraw)
+/* The service's records: SRV and TXT replaced (or deleted), the PTR added (or deleted). */
+static bool service_rrs(const struct rdb_dnsup *u, ldns_rr_list *up, bool withdraw)
 {
-    ldns_rr_list *up = LDNS(ldns_rr_list_new)();
-    bool ok = up && push(up, rrset_delete(u->inst, LDNS_RR_TYPE_SRV)) &&
-              push(up, rrset_delete(u->inst, LDNS_RR_TYPE_TXT));
-    if (!withdraw)
-        ok = ok && push(up, rr_new(u->srv, false)) && push(up, rr_new(u->txt, false));
-    for (int i = 0; ok && i < u->nshared; i++)
-        ok = push(up, rr_new(u->shared[i], withdraw));
+    bool ok = push(up, rrset_rr(u->inst, LDNS_RR_TYPE_SRV, LDNS_RR_CLASS_ANY)) &&
+              push(up, rrset_rr(u->inst, LDNS_RR_TYPE_TXT, LDNS_RR_CLASS_ANY)) &&
+              push(up, rr_new(u->ptr, withdraw ? RR_DELETE : RR_ADD));
+    return ok &&
+           (withdraw || (push(up, rr_new(u->srv, RR_ADD)) && push(up, rr_new(u->txt, RR_ADD))));
+}
+
+/* Our addresses of family `fam` (0: A, 1: AAAA), each as `use` says, into l. */
+static bool addr_rrs(const struct rdb_dnsup *u, ldns_rr_list *l, int fam, enum rr_use use)
+{
+    bool ok = true;
+    for (int i = 0; ok && i < u->naddrs; i++)
+        if ((u->af[i] == AF_INET ? 0 : 1) == fam)
+            ok = push(l, rr_new(u->addr_rr[i], use));
+    return ok;
+}
+
+/* The update of x's step (see enum rdb_dns_step). */
+static ldns_pkt *update_new(const struct rdb_dnsup *u, const struct rdb_dnsxfer *x)
+{
+    ldns_rr_list *pr = LDNS(ldns_rr_list_new)(), *up = LDNS(ldns_rr_list_new)();
+    bool ok = pr && up;
+    ldns_rr_type type = x->fam ? LDNS_RR_TYPE_AAAA : LDNS_RR_TYPE_A;
+    if (x->step == RDB_DNS_SERVICE || x->step == RDB_DNS_WITHDRAW)
+        ok = ok && service_rrs(u, up, x->step == RDB_DNS_WITHDRAW);
+    for (int f = 0; ok && x->step == RDB_DNS_WITHDRAW && f < 2; f++)
+        ok = !u->own[f] || addr_rrs(u, up, f, RR_DELETE);
+    if (x->step == RDB_DNS_ADDR)
+        ok = ok && push(pr, rrset_rr(u->host, type, LDNS_RR_CLASS_NONE)) &&
+             addr_rrs(u, up, x->fam, RR_ADD);
+    if (x->step == RDB_DNS_ADDR_CHECK)
+        ok = ok && addr_rrs(u, pr, x->fam, RR_PREREQ);
     ldns_pkt *p = ok ? LDNS(ldns_update_pkt_new)(LDNS(ldns_dname_new_frm_str)(u->zone),
-                                                 LDNS_RR_CLASS_IN, NULL, up, NULL)
+                                                 LDNS_RR_CLASS_IN, pr, up, NULL)
                      : NULL;
+    LDNS(ldns_rr_list_deep_free)(pr);
     LDNS(ldns_rr_list_deep_free)(up);
     return p;
 }
@@ -157,7 +186,7 @@ static ldns_pkt *update_new(const struct rdb_dnsup *u, bool withdraw)
 /* The signed request on the wire, and its MAC for checking the reply. */
 int rdb_dnsup_request(const struct rdb_dnsup *u, struct rdb_dnsxfer *x)
 {
-    ldns_pkt *p = update_new(u, x->withdraw);
+    ldns_pkt *p = update_new(u, x);
     int rc = -ENOMEM;
     if (!p)
         goto done;
@@ -242,23 +271,32 @@ enum rdb_dns_reply rdb_dnsup_reply(struct rdb_dnsup *u, const uint8_t *buf, size
     if (LDNS(ldns_wire2pkt)(&p, buf, n) != LDNS_STATUS_OK || LDNS(ldns_pkt_id)(p) != u->x.id ||
         !LDNS(ldns_pkt_qr)(p) || LDNS(ldns_pkt_get_opcode)(p) != LDNS_PACKET_UPDATE)
         goto done;
-    if (LDNS(ldns_pkt_tc)(p)) {
+    unsigned rcode = LDNS(ldns_pkt_get_rcode)(p), terr = tsig_error(LDNS(ldns_pkt_tsig)(p));
+    char refused[sizeof(u->x.refused)];
+    snprintf(refused, sizeof(refused),
+             "the DNS server %s refused the update of %s: the TSIG key %s is not accepted "
+             "(%s / %s%s)",
+             u->server, u->zone, u->key.shown, rcode_name(rcode), tsig_error_name(terr),
+             terr == 18 ? ": the clocks of the two hosts differ" : "");
+    if (!reply_signed(u, p, buf, n)) {
+        /* anyone may send it: noted, and taken only when no signed reply comes (RFC 8945 5.3.2) */
+        if (terr)
+            snprintf(u->x.refused, sizeof(u->x.refused), "%s", refused);
+        snprintf(u->x.note, sizeof(u->x.note),
+                 "; a reply (%s%s%s) not signed with the key %s was ignored", rcode_name(rcode),
+                 terr ? " / " : "", terr ? tsig_error_name(terr) : "", u->key.shown);
+        goto done;
+    }
+    if (LDNS(ldns_pkt_tc)(p)) { /* only now: an unsigned TC bit is anyone's */
         r = RDB_DNS_REPLY_TRUNCATED;
         goto done;
     }
-    unsigned rcode = LDNS(ldns_pkt_get_rcode)(p), terr = tsig_error(LDNS(ldns_pkt_tsig)(p));
     r = RDB_DNS_REPLY_DONE;
     *rc = -EACCES;
-    if (terr) /* unsigned, as RFC 8945 wants it */
-        snprintf(msg, len,
-                 "the DNS server %s refused the update of %s: the TSIG key %s is not accepted "
-                 "(%s / %s%s)",
-                 u->server, u->zone, u->key.shown, rcode_name(rcode), tsig_error_name(terr),
-                 terr == 18 ? ": the clocks of the two hosts differ" : "");
-    else if (!reply_signed(u, p, buf, n))
-        r = RDB_DNS_REPLY_IGNORED, snprintf(u->x.note, sizeof(u->x.note),
-                                            "; a reply (%s) not signed with the key %s was ignored",
-                                            rcode_name(rcode), u->key.shown);
+    if (terr) /* signed: BADTIME is */
+        snprintf(msg, len, "%s", refused);
+    else if (rcode == LDNS_RCODE_YXRRSET || rcode == LDNS_RCODE_NXRRSET)
+        *rc = rcode == LDNS_RCODE_YXRRSET ? -EEXIST : -ENOENT, rcode_explain(u, rcode, msg, len);
     else if (rcode != LDNS_RCODE_NOERROR)
         rcode_explain(u, rcode, msg, len), *rc = -EPERM;
     else

@@ -39,9 +39,10 @@ void rdb_dnsup_xfer_clear(struct rdb_dnsxfer *x)
 
 static void finish(struct rdb_dnsup *u, int rc, const char *msg)
 {
-    bool withdraw = u->x.withdraw;
+    enum rdb_dns_step step = u->x.step;
+    int fam = u->x.fam;
     rdb_dnsup_xfer_clear(&u->x);
-    rdb_dnsup_finished(u, withdraw, rc, msg);
+    rdb_dnsup_finished(u, step, fam, rc, msg);
 }
 
 static void finish_errno(struct rdb_dnsup *u, const char *what, int e)
@@ -81,6 +82,13 @@ static int xfer_connect(struct rdb_dnsup *u)
     return 0;
 }
 
+static void icmp_note(struct rdb_dnsxfer *x)
+{
+    if (!x->note[0])
+        snprintf(x->note, sizeof(x->note), "; the port was unreachable (%s)",
+                 strerror(ECONNREFUSED));
+}
+
 static void udp_read(struct rdb_dnsup *u)
 {
     struct rdb_dnsxfer *x = &u->x;
@@ -90,6 +98,10 @@ static void udp_read(struct rdb_dnsup *u)
         ssize_t n = recv(x->fd, x->in, IN_MAX, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        if (n < 0 && errno == ECONNREFUSED) { /* one ICMP error (anyone's): the timer goes on */
+            icmp_note(x);
+            continue;
+        }
         if (n < 0)
             return finish_errno(u, "no DNS server answers on", errno);
         enum rdb_dns_reply r = rdb_dnsup_reply(u, x->in, (size_t)n, &rc, msg, sizeof(msg));
@@ -163,8 +175,9 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
     struct timeval tv = {.tv_sec = x->try_ms / 1000, .tv_usec = (x->try_ms % 1000) * 1000};
     if (--x->tries > 0) { /* UDP: the same request again, on the same socket */
         int rc = x->tcp ? xfer_connect(u) : 0;
-        if (!x->tcp && send(x->fd, x->wire, x->len, 0) < 0)
-            rc = -errno;
+        if (!x->tcp && send(x->fd, x->wire, x->len, 0) < 0 &&
+            (errno != ECONNREFUSED || send(x->fd, x->wire, x->len, 0) < 0))
+            rc = -errno; /* ECONNREFUSED: an earlier ICMP error, reported now: sent again */
         else if (!x->tcp && event_add(x->timer, &tv))
             rc = -ENOMEM;
         if (rc)
@@ -172,19 +185,25 @@ static void on_try_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     char msg[512];
+    if (x->refused[0]) {
+        snprintf(msg, sizeof(msg), "%s; the reply is unsigned, and no signed one came within %d s",
+                 x->refused, (x->total_ms + 999) / 1000);
+        return finish(u, -EACCES, msg);
+    }
     snprintf(msg, sizeof(msg),
              "no answer from the DNS server %s port %u%s within %d s (update of %s)%s", u->server,
              u->port, x->tcp ? " over TCP" : "", (x->total_ms + 999) / 1000, u->zone, x->note);
     finish(u, -ETIMEDOUT, msg);
 }
 
-int rdb_dnsup_xfer_start(struct rdb_dnsup *u, struct event_base *base, bool withdraw, int try_ms,
-                         int tries)
+int rdb_dnsup_xfer_start(struct rdb_dnsup *u, struct event_base *base, enum rdb_dns_step step,
+                         int fam, int try_ms, int tries)
 {
     struct rdb_dnsxfer *x = &u->x;
     rdb_dnsup_xfer_clear(x);
     *x = (struct rdb_dnsxfer){.base = base,
-                              .withdraw = withdraw,
+                              .step = step,
+                              .fam = fam,
                               .fd = -1,
                               .tries = tries,
                               .try_ms = try_ms,

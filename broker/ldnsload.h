@@ -30,7 +30,9 @@
     X(ldns_pkt_tsig_verify)                                                                        \
     X(ldns_rdf2native_int16)                                                                       \
     X(ldns_rdf_clone)                                                                              \
+    X(ldns_rdf_data)                                                                               \
     X(ldns_rdf_deep_free)                                                                          \
+    X(ldns_rdf_size)                                                                               \
     X(ldns_rr_free)                                                                                \
     X(ldns_rr_list_deep_free)                                                                      \
     X(ldns_rr_list_new)                                                                            \

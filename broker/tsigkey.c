@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define KEYFILE_MAX 16384
 
@@ -99,7 +100,7 @@ static int key_alg(struct rdb_tsigkey *k, const char *alg, char *why, size_t len
 /* The statements inside key "NAME" { ... }. */
 static int key_body(struct lex *l, struct rdb_tsigkey *k, char *why, size_t len)
 {
-    char tok[512], val[512];
+    char tok[512], val[KEYFILE_MAX + 1];
     int rc;
     while ((rc = lex_next(l, tok, sizeof(tok))) == 1 && strcmp(tok, "}") != 0) {
         bool alg = strcmp(tok, "algorithm") == 0, secret = strcmp(tok, "secret") == 0;
@@ -109,8 +110,15 @@ static int key_body(struct lex *l, struct rdb_tsigkey *k, char *why, size_t len)
         }
         if (alg && key_alg(k, val, why, len))
             return -EINVAL;
+        if (secret && strlen(val) >= sizeof(k->secret)) {
+            explicit_bzero(val, sizeof(val));
+            snprintf(why, len, "line %d: the secret is longer than %zu characters", l->line,
+                     sizeof(k->secret) - 1);
+            return -EINVAL;
+        }
         if (secret)
             snprintf(k->secret, sizeof(k->secret), "%s", val);
+        explicit_bzero(val, sizeof(val));
     }
     if (rc != 1) {
         snprintf(why, len, "line %d: the key's { ... } is not closed", l->line);
@@ -144,7 +152,24 @@ static int key_parse(struct rdb_tsigkey *k, const char *text, char *why, size_t 
         snprintf(why, len, "the key name \"%.60s\" is not a DNS name", tok);
         return -EINVAL;
     }
-    return key_body(&l, k, why, len);
+    int rc = key_body(&l, k, why, len);
+    if (rc)
+        return rc;
+    int line = l.line; /* that of the } */
+    if (!lex_want(&l, ";")) {
+        snprintf(why, len, "line %d: expected ; after the key's }", line);
+        return -EINVAL;
+    }
+    lex_skip(&l);
+    line = l.line;
+    if ((rc = lex_next(&l, tok, sizeof(tok))) != 0) {
+        snprintf(why, len, "line %d: %s", line,
+                 rc == 1 && strcmp(tok, "key") == 0
+                     ? "a second key: the file must hold one key"
+                     : "text after the key: the file must hold one key and nothing else");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* Whether ldns signs with this key: the secret is base64, and ldns knows the algorithm. */
@@ -155,6 +180,7 @@ static int key_probe(struct rdb_tsigkey *k, char *why, size_t len)
         snprintf(why, len, "the secret of key \"%.60s\" is not base64", k->shown);
         return -EINVAL;
     }
+    explicit_bzero(LDNS(ldns_rdf_data)(b64), LDNS(ldns_rdf_size)(b64));
     LDNS(ldns_rdf_deep_free)(b64);
     ldns_pkt *p = LDNS(ldns_pkt_query_new)(LDNS(ldns_dname_new_frm_str)("probe."), LDNS_RR_TYPE_SOA,
                                            LDNS_RR_CLASS_IN, 0);
@@ -187,6 +213,9 @@ int rdb_tsigkey_load(struct rdb_tsigkey *k, const char *path, char *err, size_t 
         snprintf(why, sizeof(why), "cannot read it: %s", strerror(errno));
         goto done;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0)
+        k->mode = st.st_mode & 07777;
     size_t n = fread(text, 1, KEYFILE_MAX + 1, f);
     if (ferror(f) || n > KEYFILE_MAX || memchr(text, '\0', n)) {
         rc = -EINVAL;
@@ -203,7 +232,7 @@ done:
     if (f)
         fclose(f);
     if (text)
-        explicit_bzero(text, KEYFILE_MAX);
+        explicit_bzero(text, KEYFILE_MAX + 1);
     free(text);
     return rc;
 }

@@ -13,6 +13,7 @@ struct rdb_tsigkey {
     char alg[32];      /* as the file says: "hmac-sha256" */
     char wire_alg[32]; /* as TSIG names it: "hmac-sha256." */
     char secret[512];  /* base64 */
+    unsigned mode;     /* the file's permission bits */
 };
 
 /* Reads and checks the key file at `path` (ldns loaded already): 0, or -errno with a message
