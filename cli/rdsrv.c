@@ -132,32 +132,49 @@ static int parse_args(struct opts *o, int argc, char **argv)
     return check_mode(o);
 }
 
-/* Starts the -c command line; with -cs it stops at the first instruction of the new image. */
-static pid_t start_app(char **argv, bool suspended)
+int rdsrv_spawn(char **argv, void (*prepare)(void *arg), void *arg, pid_t *out)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0)
-        return -1;
+        return errno;
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
         signal(SIGPIPE, SIG_DFL); /* rdsrv ignores it; the program must not */
-        if (suspended)
-            ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+        if (prepare)
+            prepare(arg);
         execvp(argv[0], argv);
         int e = errno;
         if (write(fds[1], &e, sizeof(e)) < 0)
             _exit(127);
         _exit(127);
     }
+    int e = errno;
     close(fds[1]);
-    int e = 0;
     ssize_t n = pid > 0 ? read(fds[0], &e, sizeof(e)) : -1;
     close(fds[0]);
     if (pid < 0 || n > 0) {
-        fprintf(stderr, "rdsrv: cannot start %s: %s\n", argv[0], strerror(n > 0 ? e : errno));
         if (pid > 0)
             waitpid(pid, NULL, 0);
+        return e ? e : EIO;
+    }
+    *out = pid;
+    return 0;
+}
+
+static void traced(void *arg)
+{
+    if (*(bool *)arg)
+        ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+}
+
+/* Starts the -c command line; with -cs it stops at the first instruction of the new image. */
+static pid_t start_app(char **argv, bool suspended)
+{
+    pid_t pid = -1;
+    int e = rdsrv_spawn(argv, traced, &suspended, &pid);
+    if (e) {
+        fprintf(stderr, "rdsrv: cannot start %s: %s\n", argv[0], strerror(e));
         return -1;
     }
     int st;

@@ -16,4 +16,10 @@ struct rdsrv_announce_opts {
  * (128+N when signal N ended it), 127 when it cannot be run, 2 for bad usage. */
 int rdsrv_announce(const struct rdsrv_announce_opts *o);
 
+/* Runs argv[0] (found on PATH) in a child, `prepare` run in the child first (NULL: nothing),
+ * SIGPIPE back to its default there. 0 and the pid, or the errno of the failed exec (the child
+ * reaped). */
+#include <sys/types.h>
+int rdsrv_spawn(char **argv, void (*prepare)(void *arg), void *arg, pid_t *out);
+
 #endif

@@ -75,38 +75,30 @@ static int check_opts(const struct rdsrv_announce_opts *o, enum rdb_kind *kind)
     return 0;
 }
 
+struct prepare {
+    pid_t parent;
+    const sigset_t *mask;
+};
+
+static void prepare_cmd(void *arg)
+{
+    const struct prepare *p = arg;
+    /* a command that rdsrv no longer lists (rdsrv was killed) is ended too */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != p->parent)
+        _exit(127);
+    sigprocmask(SIG_SETMASK, p->mask, NULL);
+}
+
 /* Starts CMD with the signal mask rdsrv had; 127 and why when it cannot be run. */
 static int start_cmd(char **argv, const sigset_t *mask, pid_t *out)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return 127;
-    pid_t parent = getpid(), pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        /* a command that rdsrv no longer lists (rdsrv was killed) is ended too */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL); /* rdsrv ignores it; the command must not */
-        sigprocmask(SIG_SETMASK, mask, NULL);
-        execvp(argv[0], argv);
-        int e = errno;
-        if (write(fds[1], &e, sizeof(e)) < 0)
-            _exit(127);
-        _exit(127);
-    }
-    close(fds[1]);
-    int e = errno;
-    ssize_t n = pid > 0 ? read(fds[0], &e, sizeof(e)) : -1;
-    close(fds[0]);
-    if (pid < 0 || n > 0) {
+    struct prepare p = {.parent = getpid(), .mask = mask};
+    int e = rdsrv_spawn(argv, prepare_cmd, &p, out);
+    if (e) {
         fprintf(stderr, "rdsrv: cannot run %s: %s\n", argv[0], strerror(e));
-        if (pid > 0)
-            waitpid(pid, NULL, 0);
         return 127;
     }
-    *out = pid;
     return 0;
 }
 

@@ -400,6 +400,21 @@ pid_t test_dnsmasq(const char *const records[])
     return pid;
 }
 
+bool test_tmux_shows(const char *sock, bool history, const char *needle, int ms, char *screen,
+                     size_t len)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "tmux -L %s capture-pane -p %s-t t", sock,
+             history ? "-S -200 " : "");
+    for (int waited = 0; waited <= ms; waited += 50) {
+        test_run(cmd, screen, len, true);
+        if (strstr(screen, needle))
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
 /* ---- Real programs ---- */
 
 /* Every process a test spawned and did not stop yet: stopped at cleanup even when the test

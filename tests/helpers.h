@@ -68,6 +68,10 @@ void test_relay_join(struct test_relay *r);
 /* Runs a program of the build (RDQ_BIN_DIR) with a shell command line; captures stdout and
  * stderr (merged when `merge`); returns the exit status. */
 int test_run(const char *cmdline, char *out, size_t len, bool merge);
+/* Polls the screen of tmux session "t" on socket `sock` (with `history`, its scrollback too)
+ * until it shows `needle`, up to `ms`; the screen is left in `screen`. */
+bool test_tmux_shows(const char *sock, bool history, const char *needle, int ms, char *screen,
+                     size_t len);
 /* dnsmasq on a free loopback port, answering only as `records` (its options, NULL-terminated)
  * say; exports RDQ_DNS_SERVERS for it. Returns the pid (stop it with test_stop). */
 pid_t test_dnsmasq(const char *const records[]);

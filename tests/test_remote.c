@@ -139,14 +139,7 @@ Test(remote, qr_lists_debugging_and_process_servers_with_their_types)
 
 static bool shows(const char *needle, int ms)
 {
-    snprintf(cmd, sizeof(cmd), "tmux -L %s capture-pane -p -S -200 -t t", sock);
-    for (int waited = 0; waited <= ms; waited += 50) {
-        test_run(cmd, screen, sizeof(screen), true);
-        if (strstr(screen, needle))
-            return true;
-        usleep(50000);
-    }
-    return false;
+    return test_tmux_shows(sock, true, needle, ms, screen, sizeof(screen));
 }
 
 static void keys(const char *k)

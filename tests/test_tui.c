@@ -79,14 +79,7 @@ static void keys(const char *k)
 /* Polls the screen (up to ms) until it shows `needle`. */
 static bool shows(const char *needle, int ms)
 {
-    snprintf(cmd, sizeof(cmd), "tmux -L %s capture-pane -p -t t", sock);
-    for (int waited = 0; waited <= ms; waited += 50) {
-        test_run(cmd, screen, sizeof(screen), true);
-        if (strstr(screen, needle))
-            return true;
-        usleep(50000);
-    }
-    return false;
+    return test_tmux_shows(sock, false, needle, ms, screen, sizeof(screen));
 }
 
 /* What rdq printed once it ended (up to 5 s): its output, then EXIT=N. */
