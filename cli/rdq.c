@@ -52,9 +52,12 @@ static const struct verb verbs[] = {
      "      input ended. -observe joins to watch only; -control-password proves rddbg's\n"
      "      control password (* asks for it), without which such a server lets one only watch",
      cmd_remote},
-    {"-premote", "TRANSPORT [-timeout MS]",
+    {"-premote", "TRANSPORT [-k LINK] [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
-     "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'",
+     "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'.\n"
+     "      To a KD connection server (rdkdsrv): gdb -ex 'target remote | rdq -premote T'\n"
+     "      for its default link, or -k LINK to name one (com:port=/dev/ttyS0,baud=115200,\n"
+     "      tcp:server=vmhost,port=1234); a link the server does not allow is refused",
      cmd_premote},
     {"-check", "[-server|-client] TRANSPORT",
      "print the canonical form of a transport string, or say what is wrong with it", cmd_check},
@@ -374,14 +377,45 @@ static int client_dial(struct rdt_conn **c, const char *t, long timeout)
     return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 }
 
+/* -k LINK: the kernel debugging link a KD connection server is to relay to. */
+static int premote_arg(int argc, char **argv, int *i, void *arg)
+{
+    if (strcmp(argv[*i], "-k") != 0)
+        return 1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "rdq: -k needs a link, e.g. -k com:port=/dev/ttyS0,baud=115200 or "
+                        "-k tcp:server=vmhost,port=1234\n");
+        return -1;
+    }
+    *(const char **)arg = argv[++*i];
+    return 0;
+}
+
+/* Asks a KD connection server for the link; its refusal is a failure, a bad link usage. */
+static int kd_request(struct rdt_conn *c, const char *link, long timeout)
+{
+    char err[RDT_ERR_MAX];
+    int rc = rds_kd_request(c, link, (int)timeout, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "rdq: %s\n", err);
+    return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
+}
+
 static int cmd_premote(int argc, char **argv)
 {
     long timeout = 10000;
-    const char *t = NULL;
+    const char *t = NULL, *link = NULL;
     struct rdt_conn *c = NULL;
-    if (client_args(argc, argv, "-premote", &t, &timeout, NULL, NULL))
+    if (client_args(argc, argv, "-premote", &t, &timeout, premote_arg, &link))
         return EXIT_USAGE;
+    char err[RDT_ERR_MAX];
+    if (link && rds_kd_link_check(link, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_USAGE;
+    }
     int rc = client_dial(&c, t, timeout);
+    if (rc == EXIT_OK && link)
+        rc = kd_request(c, link, timeout);
     if (rc == EXIT_OK)
         rc = rds_pump(c);
     rdt_conn_free(c);
