@@ -32,8 +32,10 @@ static void usage(FILE *f)
         "  -console T     where console watchers read the -link serial line's console text\n"
         "                 (kgdboc: the kernel's console shares the line with KGDB)\n"
         "  -break-in SEQ  what stops a serial target, on attach and for gdb's Ctrl-C: a string\n"
-        "                 with C escapes (\\x03, \\n, \\\\); default sysrq-g: a serial BREAK then\n"
-        "                 g; \"\" sends nothing. A tcp link takes gdb's interrupt as it is\n"
+        "                 with C escapes (\\x03, \\n, \\\\), \\B first for a serial BREAK; "
+        "default\n"
+        "                 \\Bg (a BREAK then g: KGDB's sysrq-g); \"\" sends nothing. A tcp link\n"
+        "                 takes gdb's interrupt as it is\n"
         "  -desc TEXT     a description for the broker's listing\n"
         "  -broker PATH   the broker's socket (default $RDQ_BROKER_SOCK, else %s)\n"
         "  -?, --help     this help\n"
@@ -72,10 +74,9 @@ static int parse_break(struct rds_kd_opts *kd, const char *s)
 {
     kd->serial_break = false;
     kd->break_len = 0;
-    if (strcmp(s, "sysrq-g") == 0) {
-        kd->serial_break = true;
-        kd->break_in[kd->break_len++] = 'g';
-        return 0;
+    if (strncmp(s, "\\B", 2) == 0) {
+        kd->serial_break = true; /* a serial BREAK first */
+        s += 2;
     }
     while (*s) {
         if (kd->break_len >= RDS_KD_BREAK_MAX) {

@@ -186,9 +186,13 @@ static bool client_write(struct kd_client *c)
         }
         evbuffer_drain(c->out, n);
     }
-    if (c->st == KC_CLOSING && !evbuffer_get_length(c->out)) {
+    if (c->st == KC_CLOSING && !evbuffer_get_length(c->out) && c->requested) {
         kd_client_free(c);
         return false;
+    }
+    if (c->st == KC_CLOSING && !evbuffer_get_length(c->out) && !c->lingering) {
+        c->lingering = true; /* gdb acks the error reply before it shows it: let it */
+        set_timer(c, KD_LINGER_MS);
     }
     if (c->link && c->link->owner == c)
         kd_link_rearm(c->link); /* room again for the link's bytes */

@@ -15,6 +15,7 @@
                               they are dropped (a console watcher) */
 #define KD_HELLO_MS 10000  /* from the connection to the request or first gdb byte */
 #define KD_FLUSH_MS 2000   /* for a last answer to go out */
+#define KD_LINGER_MS 500   /* after an error reply to gdb, before the connection ends */
 #define KD_CONNECT_MS 3000 /* for a tcp link to answer */
 #define KD_SERVERS_MAX 16
 
@@ -90,6 +91,7 @@ struct kd_client {
     struct kd_link *link; /* the link it is attached to */
     struct kd_scan scan;
     bool requested; /* it sent a request line */
+    bool lingering; /* refused gdb: its error reply has gone, the end comes soon */
     unsigned n;
     size_t dropped; /* console text it was too slow for */
     char peer[64];
