@@ -52,9 +52,12 @@ static const struct verb verbs[] = {
      "      input ended. -observe joins to watch only; -control-password proves rddbg's\n"
      "      control password (* asks for it), without which such a server lets one only watch",
      cmd_remote},
-    {"-premote", "TRANSPORT [-timeout MS] [-forward [ADDR:]PORT]",
+    {"-premote", "TRANSPORT [-k LINK] [-forward [ADDR:]PORT] [-timeout MS]",
      "connect to a process server and join stdin and stdout to its debug stub, e.g.\n"
      "      gdb -ex 'target extended-remote | rdq -premote tcp:server=box17,port=5005'.\n"
+     "      To a KD connection server (rdkdsrv): gdb -ex 'target remote | rdq -premote T'\n"
+     "      for its default link, or -k LINK to name one (com:port=/dev/ttyS0,baud=115200,\n"
+     "      tcp:server=vmhost,port=1234); a link the server does not allow is refused.\n"
      "      -forward listens on PORT (on 127.0.0.1, or ADDR: 0.0.0.0, [::1]; 0 picks a free\n"
      "      one) and relays each connection to the server through TRANSPORT (up to 64 at\n"
      "      once; TLS and the password stay here, Password=* is asked once), for debuggers\n"
@@ -379,34 +382,65 @@ static int client_dial(struct rdt_conn **c, const char *t, long timeout)
     return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 }
 
+struct premote_args {
+    const char *forward, *link;
+};
+
+/* -forward [ADDR:]PORT; -k LINK: the kernel debugging link a KD connection server relays to. */
 static int premote_arg(int argc, char **argv, int *i, void *arg)
 {
-    const char **forward = arg;
-    if (strcmp(argv[*i], "-forward") != 0)
+    struct premote_args *pa = arg;
+    bool k = strcmp(argv[*i], "-k") == 0;
+    if (!k && strcmp(argv[*i], "-forward") != 0)
         return 1;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "rdq: -forward needs [ADDR:]PORT, e.g. -forward 2345 or -forward "
-                        "0.0.0.0:2345\n");
+        fprintf(stderr, k ? "rdq: -k needs a link, e.g. -k com:port=/dev/ttyS0,baud=115200 or "
+                            "-k tcp:server=vmhost,port=1234\n"
+                          : "rdq: -forward needs [ADDR:]PORT, e.g. -forward 2345 or -forward "
+                            "0.0.0.0:2345\n");
         return -1;
     }
-    *forward = argv[++*i];
+    *(k ? &pa->link : &pa->forward) = argv[++*i];
     return 0;
+}
+
+/* Asks a KD connection server for the link; its refusal is a failure, a bad link usage. */
+static int kd_request(struct rdt_conn *c, const char *link, long timeout)
+{
+    char err[RDT_ERR_MAX];
+    int rc = rds_kd_request(c, link, (int)timeout, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "rdq: %s\n", err);
+    return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 }
 
 static int cmd_premote(int argc, char **argv)
 {
     long timeout = 10000;
-    const char *t = NULL, *forward = NULL;
+    const char *t = NULL;
+    struct premote_args pa = {0};
     struct rdt_conn *c = NULL;
-    if (client_args(argc, argv, "-premote", &t, &timeout, premote_arg, &forward))
+    if (client_args(argc, argv, "-premote", &t, &timeout, premote_arg, &pa))
         return EXIT_USAGE;
-    if (forward) {
+    const char *link = pa.link;
+    char err[RDT_ERR_MAX];
+    if (link && pa.forward) {
+        fprintf(stderr, "rdq: -premote: -k and -forward do not go together\n");
+        return EXIT_USAGE;
+    }
+    if (pa.forward) {
         struct rds_forward_opts fo = {
-            .listen = forward, .timeout_ms = (int)timeout, .max_conns = RDS_FORWARD_MAX};
+            .listen = pa.forward, .timeout_ms = (int)timeout, .max_conns = RDS_FORWARD_MAX};
         signal(SIGPIPE, SIG_IGN);
         return rds_forward(t, &fo);
     }
+    if (link && rds_kd_link_check(link, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rdq: %s\n", err);
+        return EXIT_USAGE;
+    }
     int rc = client_dial(&c, t, timeout);
+    if (rc == EXIT_OK && link)
+        rc = kd_request(c, link, timeout);
     if (rc == EXIT_OK)
         rc = rds_pump(c);
     rdt_conn_free(c);

@@ -120,4 +120,51 @@ int rds_hub_run(struct rds_hub *h);
 /* Frees the hub; ends the debugger if it still runs. Accepts NULL. */
 void rds_hub_free(struct rds_hub *h);
 
+/* ---- rdkdsrv: a KD connection server (session/kd*.c) ------------------------------------ */
+
+/* A client that names the link sends, before anything else, one request line:
+ *   RDQK1 <link>\n           (the link: com:port=DEV,baud=N or tcp:server=HOST,port=N)
+ * and the server answers with one line before any byte of the link flows:
+ *   OK <canonical link>\n    or    ERR <why>\n (then the connection ends).
+ * gdb never begins with 'R' ('+' or '$'), so the server tells the two kinds of client apart by
+ * their first bytes; a client that sends no request gets the server's default link. */
+#define RDS_KD_MAGIC "RDQK"
+#define RDS_KD_REQUEST "RDQK1 "
+#define RDS_KD_LINE_MAX (RDT_STRING_MAX + 64) /* the longest request or answer line */
+#define RDS_KD_ALLOW_MAX 32
+#define RDS_KD_BREAK_MAX 64
+
+struct rds_kd;
+
+struct rds_kd_opts {
+    const char *broker;                  /* the broker's socket (NULL: rdb_sock_path()) */
+    const char *desc;                    /* the description servers register with */
+    const char *link;                    /* the default link (NULL: none) */
+    const char *allow[RDS_KD_ALLOW_MAX]; /* more links clients may name */
+    size_t nallow;
+    bool allow_any;                  /* clients may name any link */
+    bool serial_break;               /* the break-in begins with a serial BREAK */
+    char break_in[RDS_KD_BREAK_MAX]; /* then these bytes (sysrq-g: "g") */
+    size_t break_len;
+};
+
+/* A server on `base`: checks every link of `o` (-EINVAL with why in err). */
+int rds_kd_new(struct rds_kd **out, struct event_base *base, const struct rds_kd_opts *o, char *err,
+               size_t errlen);
+/* Opens and registers a server for `tstring`: for gdb clients, or, with `console`, for watchers
+ * of the default link's console text (which opens that link now, for good). 0 or -errno. */
+int rds_kd_listen(struct rds_kd *k, const char *tstring, bool console, char *err, size_t errlen);
+/* Prints on stdout the client strings of every server opened so far. */
+void rds_kd_banner(struct rds_kd *k);
+/* Serves until SIGINT or SIGTERM; the exit status. */
+int rds_kd_run(struct rds_kd *k);
+void rds_kd_free(struct rds_kd *k);
+
+/* Checks a link as a server would (com:port=DEV,baud=N or tcp:server=HOST,port=N): 0, or
+ * -EINVAL with why in err. */
+int rds_kd_link_check(const char *link, char *err, size_t errlen);
+/* rdq -premote -k LINK: asks the server on `c` for `link` and reads its answer. 0; -EINVAL for
+ * a link that is not one (a usage error), else -errno; why in err. */
+int rds_kd_request(struct rdt_conn *c, const char *link, int timeout_ms, char *err, size_t errlen);
+
 #endif

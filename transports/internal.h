@@ -26,14 +26,6 @@ struct rdt_conn *rdt_tls_conn(struct rdt_conn *next, struct rdt_tls *cfg);
  * checks that it is safe (see endpoint.c). */
 int rdt_pipe_dir_make(const char *path, char *err, size_t errlen);
 
-/* A serial line, open for this process alone, non-blocking, flushed: a real port through
- * libserialport (8N1 at `baud`, no flow control), a pseudo-terminal through termios. */
-struct rdt_serial;
-int rdt_serial_open(struct rdt_serial **out, const char *dev, uint32_t baud, char *err,
-                    size_t errlen);
-int rdt_serial_fd(const struct rdt_serial *s);
-void rdt_serial_close(struct rdt_serial *s);
-
 /* com: the line's owner process (comline.c), started by the first user of a line. A dialer gets
  * a socket that carries its connection on the channel, once the other end took it; a server gets
  * a control socket, on which rdt_com_accept() takes each client's socket (1), says the owner

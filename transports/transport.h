@@ -200,6 +200,15 @@ int rdt_tls_wrap(struct rdt_conn **c, const struct rdt_tstring *ts, char *err, s
 typedef void (*rdt_serial_list_cb)(const char *name, const char *kind, const char *desc, void *arg);
 int rdt_serial_list(rdt_serial_list_cb cb, void *arg, char *err, size_t errlen);
 
+/* A serial line, open for this process alone, non-blocking, flushed: a real port through
+ * libserialport (8N1 at `baud`, no flow control), a pseudo-terminal through termios. For the com
+ * layer, and raw for a kernel debugging link (rdkdsrv). */
+struct rdt_serial;
+int rdt_serial_open(struct rdt_serial **out, const char *dev, uint32_t baud, char *err,
+                    size_t errlen);
+int rdt_serial_fd(const struct rdt_serial *s);
+void rdt_serial_close(struct rdt_serial *s);
+
 /* ---- The session layer: version check and password proof ---------------------------------- */
 
 #define RDT_PROTOCOL_VERSION 1

@@ -1,0 +1,243 @@
+/* rdkdsrv, the KD connection server, end to end: gdb through rdq -premote to gdbserver standing
+ * in for KGDB on a pseudo-terminal cable (the server's link, and one the client names), to a
+ * gdbserver on tcp standing in for QEMU's stub, a second client refused as busy, and a kgdboc
+ * stand-in whose console text a watcher reads while gdb breaks in and debugs. */
+#include "helpers.h"
+#include "ptyline.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct test_broker br;
+static struct ptyline line;
+static char out[65536];
+static char link_s[160]; /* com:port=<line.b>,baud=115200 */
+
+static void setup(void)
+{
+    memset(&br, 0, sizeof(br));
+    memset(&line, 0, sizeof(line));
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+    cr_assert_eq(ptyline_start(&line), 0, "no pseudo-terminals");
+    snprintf(link_s, sizeof(link_s), "com:port=%s,baud=115200", line.b);
+}
+
+static void teardown(void)
+{
+    test_broker_stop(&br, SIGTERM);
+    cr_expect(test_logs_clean(&br, out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br); /* stops every program the test spawned */
+    ptyline_stop(&line);
+}
+
+TestSuite(kdsrv, .init = setup, .fini = teardown, .timeout = 60);
+
+static pid_t spawn(const char *const argv[], const char *name)
+{
+    char log[192];
+    snprintf(log, sizeof(log), "%s/%s.log", br.dir, name);
+    pid_t pid = test_spawn(argv, log, 0);
+    cr_assert_gt(pid, 0);
+    return pid;
+}
+
+/* rdkdsrv on tcp port p with `more` arguments; waits until it is listed. */
+static void start_kdsrv(unsigned p, const char *const more[], int rows)
+{
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[16] = {"rdkdsrv", "-t", t};
+    int n = 3;
+    for (int i = 0; more[i] && n < 15; i++)
+        argv[n++] = more[i];
+    spawn(argv, "rdkdsrv");
+    cr_assert(test_wait_rows("localhost", rows, 5000, out, sizeof(out)), "%s", out);
+    cr_assert(strstr(out, "Remote Kernel Debugger Server"), "%s", out);
+}
+
+static const char *target(void)
+{
+    const char *t = getenv("RDQ_TARGET");
+    cr_assert_not_null(t, "RDQ_TARGET names the debug target");
+    return t;
+}
+
+/* gdb through rdq -premote to server port p (with `k`: -k k), as to a kernel: target remote. */
+static int run_gdb(unsigned p, const char *k, char *buf, size_t len)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex 'set sysroot /' -ex 'target remote | rdq -premote "
+             "tcp:server=127.0.0.1,port=%u%s%s' -ex 'file %s' -ex 'break reached' -ex 'continue' "
+             "-ex 'print answer' -ex 'maint print target-stack'",
+             p, k ? " -k " : "", k ? k : "", target());
+    return test_run(cmd, buf, len, true);
+}
+
+static void expect_debugged(int rc, const char *gdb_out)
+{
+    cr_expect_eq(rc, 0, "gdb: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "- remote (Remote target"), "not a remote session: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "Breakpoint 1, reached ()"), "no stop in reached: %s", gdb_out);
+    cr_expect(strstr(gdb_out, "$1 = 42"), "answer is not 42: %s", gdb_out);
+}
+
+/* gdbserver on the cable's other end, as KGDB on a target's serial line. */
+static void stub_on_line(void)
+{
+    const char *argv[] = {"gdbserver", line.a, target(), NULL};
+    spawn(argv, "gdbserver");
+}
+
+Test(kdsrv, gdb_through_the_default_serial_link)
+{
+    unsigned p = test_free_ports(1);
+    stub_on_line();
+    const char *more[] = {"-link", link_s, NULL};
+    start_kdsrv(p, more, 1);
+    expect_debugged(run_gdb(p, NULL, out, sizeof(out)), out);
+}
+
+Test(kdsrv, gdb_through_a_serial_link_it_names_and_one_not_allowed_refused)
+{
+    unsigned p = test_free_ports(1);
+    stub_on_line();
+    const char *more[] = {"-allow", link_s, NULL};
+    start_kdsrv(p, more, 1);
+    char named[200], cmd[512];
+    snprintf(named, sizeof(named), "com:port=%s,baud=115200", line.b);
+    expect_debugged(run_gdb(p, named, out, sizeof(out)), out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 rdq -premote tcp:server=127.0.0.1,port=%u -k com:port=%s,baud=115200 "
+             "</dev/null",
+             p, line.a);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "not allowed: com:Port="), "%s", out);
+    /* a plain client: this server has no default link */
+    cr_expect_neq(run_gdb(p, NULL, out, sizeof(out)) == 0 && strstr(out, "$1 = 42"), 1, "%s", out);
+    cr_expect(strstr(out, "no default link"), "gdb does not show why: %s", out);
+}
+
+Test(kdsrv, gdb_through_a_tcp_gdbstub_link)
+{
+    unsigned p = test_free_ports(2);
+    char hostport[64], stub_link[96];
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", p + 1);
+    snprintf(stub_link, sizeof(stub_link), "tcp:server=127.0.0.1,port=%u", p + 1);
+    const char *stub[] = {"gdbserver", hostport, target(), NULL};
+    spawn(stub, "gdbserver");
+    const char *more[] = {"-allow", stub_link, NULL};
+    start_kdsrv(p, more, 1);
+    expect_debugged(run_gdb(p, stub_link, out, sizeof(out)), out);
+}
+
+/* rdq -premote -k `k` holding the link (its input a pipe that the test holds open). */
+static pid_t hold_link(unsigned p, const char *k, int *wfd)
+{
+    char t[64];
+    snprintf(t, sizeof(t), "tcp:server=127.0.0.1,port=%u", p);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], 0);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        close(fds[1]);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/rdq", getenv("RDQ_BIN_DIR"));
+        execl(path, "rdq", "-premote", t, "-k", k, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
+    *wfd = fds[1];
+    return pid;
+}
+
+Test(kdsrv, a_second_client_is_refused_as_busy)
+{
+    unsigned p = test_free_ports(1);
+    const char *more[] = {"-link", link_s, NULL};
+    start_kdsrv(p, more, 1);
+    int wfd;
+    pid_t holder = hold_link(p, link_s, &wfd);
+    char log[192], cmd[512], busy[256];
+    snprintf(log, sizeof(log), "%s/rdkdsrv.log", br.dir);
+    cr_assert(test_wait_file(log, "client 1: link", 5000, out, sizeof(out)), "%s", out);
+    snprintf(busy, sizeof(busy), "busy: com:Port=%s,Baud=115200 serves another client", line.b);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 10 rdq -premote tcp:server=127.0.0.1,port=%u -k %s "
+             "</dev/null",
+             p, link_s);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, busy), "%s", out);
+    run_gdb(p, NULL, out, sizeof(out));
+    cr_expect(strstr(out, "Remote failure reply: E."), "gdb does not show the refusal: %s", out);
+    cr_expect(strstr(out, busy), "%s", out);
+    close(wfd);
+    cr_expect_eq(waitpid(holder, NULL, 0), holder);
+}
+
+Test(kdsrv, console_watcher_reads_the_console_while_gdb_breaks_in_and_debugs)
+{
+    unsigned p = test_free_ports(2);
+    const char *kg = getenv("RDQ_KGDBOC");
+    cr_assert_not_null(kg);
+    const char *stand_in[] = {kg, line.a, "sysrq-g", target(), NULL};
+    spawn(stand_in, "kgdboc");
+    char console[64];
+    snprintf(console, sizeof(console), "tcp:port=%u", p + 1);
+    const char *more[] = {"-link", link_s, "-console", console, "-break-in", "sysrq-g", NULL};
+    start_kdsrv(p, more, 2);
+    cr_expect_eq(test_qr("localhost -json", out, sizeof(out)), 0, "%s", out);
+    cr_expect(strstr(out, "console of com:Port="), "%s", out);
+    char watch[128], cfile[192], text[65536];
+    snprintf(watch, sizeof(watch), "tcp:server=127.0.0.1,port=%u", p + 1);
+    snprintf(cfile, sizeof(cfile), "%s/console.out", br.dir);
+    int wfd;
+    pid_t watcher = fork();
+    if (watcher == 0) {
+        int fds[2];
+        if (pipe(fds) || dup2(fds[0], 0) < 0 ||
+            dup2(open(cfile, O_WRONLY | O_CREAT | O_TRUNC, 0644), 1) < 0)
+            _exit(126);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/rdq", getenv("RDQ_BIN_DIR"));
+        execl(path, "rdq", "-premote", watch, (char *)NULL); /* fds[1] held: no end of input */
+        _exit(127);
+    }
+    (void)wfd;
+    cr_assert(test_wait_file(cfile, "console line 3 ", 5000, text, sizeof(text)), "%s", text);
+    expect_debugged(run_gdb(p, NULL, out, sizeof(out)), out);
+    cr_expect(test_wait_file(cfile, "KGDB: entering the debugger", 3000, text, sizeof(text)), "%s",
+              text);
+    kill(watcher, SIGTERM);
+    waitpid(watcher, NULL, 0);
+    cr_expect_null(strchr(text, '$'), "a packet on the console: %s", text);
+    cr_expect_null(strstr(text, "qSupported"), "gdb's packets on the console: %s", text);
+    cr_expect(strstr(text, "(+-) of the kernel"), "console text lost its + and -: %s", text);
+}
+
+Test(kdsrv, bad_links_and_help)
+{
+    cr_expect_eq(test_run("rdkdsrv -t tcp:port=1 -link com:port=/dev/ttyS0,baud=9600,channel=1",
+                          out, sizeof(out), true),
+                 2, "%s", out);
+    cr_expect(strstr(out, "leave out channel="), "%s", out);
+    cr_expect_eq(
+        test_run("rdkdsrv -t tcp:port=1 -link npipe:server=h,pipe=x", out, sizeof(out), true), 2);
+    cr_expect(strstr(out, "com:port=DEV,baud=N (a serial line) or tcp:server=HOST,port=N"), "%s",
+              out);
+    cr_expect_eq(
+        test_run("rdq -premote tcp:server=127.0.0.1,port=1 -k ssl:x", out, sizeof(out), true), 2,
+        "%s", out);
+    cr_expect_eq(test_run("rdkdsrv -?", out, sizeof(out), true), 0);
+    cr_expect(strstr(out, "-allow-any"), "%s", out);
+}
