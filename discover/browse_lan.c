@@ -1,6 +1,7 @@
 /* The LAN as a source of the browse: brokers that avahi-daemon finds as DNS-SD services. */
 #include "browse_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,12 @@ void rdd_browse_lan_start(struct rdd_browse *b)
     b->lan_glue = g;
     g->open = true;
     b->sources_open++;
-    if (rdd_lan_open(&g->lan, b->base, found_cb, failed_cb, done_cb, b) != 0) {
-        rdd_browse_source_failed(b, "the LAN", "cannot browse (out of memory)");
+    int rc = rdd_lan_open(&g->lan, b->base, found_cb, failed_cb, done_cb, b);
+    if (rc) {
+        rdd_browse_source_failed(b, "the LAN",
+                                 rc == -ENOSYS ? "not browsed: libavahi-client (libavahi-client3) "
+                                                 "cannot be loaded"
+                                               : "cannot browse (out of memory)");
         lan_close(b);
     }
 }

@@ -3,13 +3,8 @@
  * that it may free the browse from them. */
 #include "discover.h"
 
-#include <avahi-client/client.h>
-#include <avahi-client/lookup.h>
-#include <avahi-common/address.h>
-#include <avahi-common/domain.h>
-#include <avahi-common/error.h>
-#include <avahi-common/malloc.h>
-#include <avahi-common/strlst.h>
+#include "avahiload.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <net/if.h>
@@ -92,15 +87,15 @@ static void check_done(struct rdd_lan *l)
  * printable. */
 static bool txt_get(AvahiStringList *txt, const char *key, char *buf, size_t len)
 {
-    AvahiStringList *item = avahi_string_list_find(txt, key);
+    AvahiStringList *item = AV(avahi_string_list_find)(txt, key);
     char *k = NULL, *v = NULL;
-    if (!item || avahi_string_list_get_pair(item, &k, &v, NULL) != 0)
+    if (!item || AV(avahi_string_list_get_pair)(item, &k, &v, NULL) != 0)
         return false;
     bool ok = v && rdb_printable(v);
     if (ok)
         snprintf(buf, len, "%s", v);
-    avahi_free(k);
-    avahi_free(v);
+    AV(avahi_free)(k);
+    AV(avahi_free)(v);
     return ok;
 }
 
@@ -108,7 +103,7 @@ static bool txt_get(AvahiStringList *txt, const char *key, char *buf, size_t len
  * (fe80::1%eth0), which avahi_address_snprint leaves out. */
 static void address_text(char *buf, size_t len, const AvahiAddress *a, AvahiIfIndex iface)
 {
-    avahi_address_snprint(buf, len, a);
+    AV(avahi_address_snprint)(buf, len, a);
     const uint8_t *b = a->data.ipv6.address;
     char name[IF_NAMESIZE];
     if (a->proto == AVAHI_PROTO_INET6 && b[0] == 0xfe && (b[1] & 0xc0) == 0x80 && iface > 0 &&
@@ -154,7 +149,7 @@ static void slot_stop(struct slot *s)
 {
     if (!s->r)
         return;
-    avahi_service_resolver_free(s->r);
+    AV(avahi_service_resolver_free)(s->r);
     s->r = NULL;
     s->n->l->resolving--;
 }
@@ -186,7 +181,8 @@ static void resolve_cb(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
         if (a->proto == AVAHI_PROTO_INET)
             slot_stop(&n->ip[1]); /* no IPv6 address wanted now */
     } else {
-        snprintf(n->why, sizeof(n->why), "%s", avahi_strerror(avahi_client_errno(l->client)));
+        snprintf(n->why, sizeof(n->why), "%s",
+                 AV(avahi_strerror)(AV(avahi_client_errno)(l->client)));
     }
     slot_stop(s); /* safe from its callback */
     name_check(n);
@@ -198,12 +194,13 @@ static void slot_start(struct svcname *n, struct slot *s, AvahiIfIndex iface, Av
 {
     struct rdd_lan *l = n->l;
     s->n = n;
-    s->r = avahi_service_resolver_new(l->client, iface, proto, n->name, n->type, n->domain, aproto,
-                                      0, resolve_cb, s);
+    s->r = AV(avahi_service_resolver_new)(l->client, iface, proto, n->name, n->type, n->domain,
+                                          aproto, 0, resolve_cb, s);
     if (s->r)
         l->resolving++;
     else
-        snprintf(n->why, sizeof(n->why), "%s", avahi_strerror(avahi_client_errno(l->client)));
+        snprintf(n->why, sizeof(n->why), "%s",
+                 AV(avahi_strerror)(AV(avahi_client_errno)(l->client)));
 }
 
 static struct svcname *name_find(struct rdd_lan *l, const char *name, const char *type,
@@ -212,7 +209,7 @@ static struct svcname *name_find(struct rdd_lan *l, const char *name, const char
     struct svcname *n;
     LIST_FOREACH(n, &l->names, link)
     if (strcmp(n->name, name) == 0 && strcmp(n->type, type) == 0 &&
-        avahi_domain_equal(n->domain, domain))
+        AV(avahi_domain_equal)(n->domain, domain))
         return n;
     return NULL;
 }
@@ -275,7 +272,7 @@ static void browse_cb(AvahiServiceBrowser *sb, AvahiIfIndex iface, AvahiProtocol
         check_done(l);
         break;
     case AVAHI_BROWSER_FAILURE:
-        fail(l, "browsing the LAN: %s", avahi_strerror(avahi_client_errno(l->client)));
+        fail(l, "browsing the LAN: %s", AV(avahi_strerror)(AV(avahi_client_errno)(l->client)));
         break;
     default: /* CACHE_EXHAUSTED */
         break;
@@ -288,7 +285,7 @@ static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
     l->client = c; /* first called inside avahi_client_new */
     if (state == AVAHI_CLIENT_FAILURE)
         fail(l, "no avahi-daemon (%s): brokers on the LAN are not browsed",
-             avahi_strerror(avahi_client_errno(c)));
+             AV(avahi_strerror)(AV(avahi_client_errno)(c)));
 }
 
 /* ---- Delivery ---- */
@@ -336,6 +333,11 @@ int rdd_lan_open(struct rdd_lan **out, struct event_base *base,
     *l = (struct rdd_lan){.found = found, .failed = failed, .done = done, .arg = arg};
     LIST_INIT(&l->names);
     TAILQ_INIT(&l->queue);
+    char why[320];
+    if (rdd_avahi_load(why, sizeof(why)) != 0) {
+        free(l);
+        return -ENOSYS; /* no library: the caller says the LAN is not browsed */
+    }
     l->poll = rdb_avahi_poll_new(base);
     l->deliver = event_new(base, -1, 0, deliver_cb, l);
     if (!l->poll || !l->deliver) {
@@ -343,13 +345,14 @@ int rdd_lan_open(struct rdd_lan **out, struct event_base *base,
         return -ENOMEM;
     }
     int err = 0;
-    l->client = avahi_client_new(rdb_avahi_poll_api(l->poll), 0, client_cb, l, &err);
+    l->client = AV(avahi_client_new)(rdb_avahi_poll_api(l->poll), 0, client_cb, l, &err);
     if (!l->client)
-        fail(l, "no avahi-daemon (%s): brokers on the LAN are not browsed", avahi_strerror(err));
+        fail(l, "no avahi-daemon (%s): brokers on the LAN are not browsed",
+             AV(avahi_strerror)(err));
     else if (!(l->browser =
-                   avahi_service_browser_new(l->client, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
-                                             RDB_SERVICE, NULL, 0, browse_cb, l)))
-        fail(l, "browsing the LAN: %s", avahi_strerror(avahi_client_errno(l->client)));
+                   AV(avahi_service_browser_new)(l->client, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
+                                                 RDB_SERVICE, NULL, 0, browse_cb, l)))
+        fail(l, "browsing the LAN: %s", AV(avahi_strerror)(AV(avahi_client_errno)(l->client)));
     *out = l;
     return 0;
 }
@@ -367,9 +370,9 @@ static void lan_destroy(struct rdd_lan *l)
     while (!LIST_EMPTY(&l->names))
         name_free(LIST_FIRST(&l->names));
     if (l->browser)
-        avahi_service_browser_free(l->browser);
+        AV(avahi_service_browser_free)(l->browser);
     if (l->client)
-        avahi_client_free(l->client);
+        AV(avahi_client_free)(l->client);
     rdb_avahi_poll_free(l->poll);
     for (struct found *f; (f = TAILQ_FIRST(&l->queue));) {
         TAILQ_REMOVE(&l->queue, f, link);

@@ -283,3 +283,13 @@ Test(browse, usage_errors)
     cr_expect_eq(rdq("-browse -list -no-lan -host bad:port"), 1);
     cr_expect(strstr(errs, "bad:port: not a host or HOST:PORT"), "%s", errs);
 }
+
+Test(browse, rdq_loads_avahi_only_to_browse_the_lan)
+{
+    /* avahi-client brings libdbus and libsystemd: rdq -QR HOST must not pay for them */
+    cr_expect_eq(test_run("readelf -d \"$(command -v rdq)\"", out, sizeof(out), true), 0, "%s",
+                 out);
+    cr_expect(strstr(out, "(NEEDED)"), "%s", out);
+    cr_expect_null(strstr(out, "libavahi"), "rdq links avahi: %s", out);
+    cr_expect_null(strstr(out, "libdbus"), "rdq links libdbus: %s", out);
+}
