@@ -260,9 +260,13 @@ static void dialed_cb(struct rdt_conn *conn, int rc, const char *err, void *arg)
 static void job_dial(struct job *j, const struct rdt_tstring *ts)
 {
     char err[RDT_ERR_MAX];
+    bool pipe = ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE; /* dialed without names */
+    struct rdt_resolver *res = pipe ? NULL : rdd_browse_res(j->b, err, sizeof(err));
     job_timer_set(j, false);
-    int rc = rdt_dial_async(&j->dialer, j->b->base, j->b->res, ts, NULL, RDT_ROLE_REQUESTER,
-                            j->b->cfg.timeout_ms, j->b->deadline, dialed_cb, j, err, sizeof(err));
+    int rc = pipe || res ? rdt_dial_async(&j->dialer, j->b->base, res, ts, NULL, RDT_ROLE_REQUESTER,
+                                          j->b->cfg.timeout_ms, j->b->deadline, dialed_cb, j, err,
+                                          sizeof(err))
+                         : -EIO;
     if (rc)
         job_fail_dial(j, rc, err);
 }
@@ -364,10 +368,12 @@ static void job_start(struct job *j)
         j->local = true;
         job_dial(j, &j->b->via);
     } else if (!job_start_local(j)) {
+        char err[RDT_ERR_MAX] = "out of memory";
+        struct rdt_resolver *res = rdd_browse_res(j->b, err, sizeof(err));
         job_timer_set(j, true);
-        j->lookup = rdt_lookup_addrs(j->b->res, j->h.server, false, resolved_cb, j);
+        j->lookup = res ? rdt_lookup_addrs(res, j->h.server, false, resolved_cb, j) : NULL;
         if (!j->lookup)
-            job_end(j, RDD_FAILED, "out of memory");
+            job_end(j, RDD_FAILED, err);
     }
 }
 
@@ -459,6 +465,15 @@ void rdd_browse_source_failed(struct rdd_browse *b, const char *what, const char
         b->ops.source(what, err, b->arg);
 }
 
+/* The resolver, made on first use: a browse of this host's broker alone (rdq -QR localhost,
+ * over its socket) reads no resolver configuration. NULL with why in err when it cannot be. */
+struct rdt_resolver *rdd_browse_res(struct rdd_browse *b, char *err, size_t errlen)
+{
+    if (!b->res && rdt_resolver_new(&b->res, b->base, err, errlen) != 0)
+        b->res = NULL;
+    return b->res;
+}
+
 /* ---- The whole ---- */
 
 static void start_cb(evutil_socket_t fd, short what, void *arg);
@@ -496,9 +511,9 @@ int rdd_browse_open(struct rdd_browse **out, struct event_base *base,
         b->have_via = true;
     }
     struct timeval tv = {cfg->timeout_ms / 1000, (cfg->timeout_ms % 1000) * 1000}, zero = {0, 0};
-    int rc = rdt_resolver_new(&b->res, base, err, errlen);
-    if (rc == 0 && (!(b->deadline_ev = evtimer_new(base, deadline_cb, b)) ||
-                    evtimer_add(b->deadline_ev, &tv) != 0))
+    int rc = 0;
+    if (!(b->deadline_ev = evtimer_new(base, deadline_cb, b)) ||
+        evtimer_add(b->deadline_ev, &tv) != 0)
         rc = -ENOMEM, snprintf(err, errlen, "out of memory");
     if (rc) {
         rdd_browse_free(b);

@@ -62,6 +62,8 @@ struct rdd_browse {
  * found twice (same server and port) is asked once. */
 int rdd_browse_add(struct rdd_browse *b, const char *name, const char *server, uint16_t port,
                    enum rdd_source source, const char *fail);
+/* The browse's resolver, made on first use; NULL with why in err when it cannot be. */
+struct rdt_resolver *rdd_browse_res(struct rdd_browse *b, char *err, size_t errlen);
 /* Reports a source that failed (a domain, the LAN): through ops.source. */
 void rdd_browse_source_failed(struct rdd_browse *b, const char *what, const char *err);
 /* Calls ops.done once when no source looks any more and every job ended. */

@@ -113,7 +113,7 @@ static void instance_add(struct dns_domain *d, const char *name)
     in->d = d;
     snprintf(in->name, sizeof(in->name), "%s", name);
     d->pending++;
-    in->srv = rdt_lookup_query(d->b->res, name, ns_t_srv, srv_cb, in);
+    in->srv = rdt_lookup_query(d->b->res, name, ns_t_srv, srv_cb, in); /* made by the PTR's */
     in->txt = rdt_lookup_query(d->b->res, name, ns_t_txt, txt_cb, in);
     if (!in->srv)
         srv_cb(-ENOMEM, NULL, 0, "out of memory", in);
@@ -182,9 +182,11 @@ void rdd_dns_browse(struct rdd_browse *b, const char *domain)
     d->open = true;
     b->sources_open++;
     snprintf(name, sizeof(name), "%s.%s", RDB_SERVICE, domain);
-    d->ptr = rdt_lookup_query(b->res, name, ns_t_ptr, ptr_cb, d);
+    char err[RDT_ERR_MAX] = "out of memory";
+    struct rdt_resolver *res = rdd_browse_res(b, err, sizeof(err));
+    d->ptr = res ? rdt_lookup_query(res, name, ns_t_ptr, ptr_cb, d) : NULL;
     if (!d->ptr)
-        ptr_cb(-ENOMEM, NULL, 0, "out of memory", d);
+        ptr_cb(-ENOMEM, NULL, 0, err, d);
 }
 
 /* The deadline: what is still being looked up is reported as such. */
