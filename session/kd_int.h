@@ -21,17 +21,30 @@
 
 /* ---- The splitter: what of a shared line is gdb's and what is console text ---------------- */
 
-enum kd_split_state { SPLIT_TEXT, SPLIT_PACKET, SPLIT_ESCAPE, SPLIT_SUM1, SPLIT_SUM2 };
+#define KD_QUIET_MS 200 /* a packet's bytes come at once; a held '$' quiet this long is text */
+
+/* A packet's data ends at its '#': '}' escapes no '#' (an escaped byte is never '#'), and '*'
+ * is followed by a count (which may be '}', even just before the '#'). */
+enum kd_split_state { SPLIT_TEXT, SPLIT_PACKET, SPLIT_SUM1, SPLIT_SUM2 };
 
 struct kd_split {
     enum kd_split_state st;
-    size_t plen;   /* bytes of the packet so far */
-    unsigned acks; /* gdb packets sent that the target has not acknowledged ('+' or '-') */
+    uint8_t *held; /* from a '$' on: a packet until its "#xx" checks, or console text */
+    size_t hlen, hcap;
+    unsigned sum, sum_got; /* the bytes' sum, and the checksum's first digit */
+    unsigned acks;         /* gdb packets sent that the target has not acknowledged ('+' or '-') */
 };
 
 /* Gets each run of bytes: `gdb` for packets and acks, else console text. */
 typedef void (*kd_emit_cb)(void *arg, bool gdb, const uint8_t *p, size_t n);
+/* Splits what the target sent. A packet goes to gdb whole, once its checksum has checked; a
+ * '$' that turns out to be text (a bad or missing checksum, another '$', too long) goes to the
+ * console in its place, as does one held when kd_split_quiet is called. */
 void kd_split_link(struct kd_split *s, const uint8_t *p, size_t n, kd_emit_cb emit, void *arg);
+/* Whether bytes are held, for the caller to call kd_split_quiet after KD_QUIET_MS of quiet. */
+bool kd_split_holding(const struct kd_split *s);
+void kd_split_quiet(struct kd_split *s, kd_emit_cb emit, void *arg);
+void kd_split_free(struct kd_split *s);
 
 /* gdb's side: counts its packets (for the acks to expect) and finds its interrupts (0x03 outside
  * a packet), which `emit` gets alone with `gdb` false. */
@@ -54,6 +67,7 @@ struct kd_link {
     int fd;
     struct event *rev, *wev;
     struct evbuffer *out;    /* to the link */
+    struct event *quiet;     /* gives held text back to the console */
     struct kd_client *owner; /* the gdb client it serves, if any */
     struct kd_split split;
     bool kept; /* a console link: open for the server's life */

@@ -147,6 +147,9 @@ void kd_link_close(struct kd_link *l)
         event_free(l->rev);
     if (l->wev)
         event_free(l->wev);
+    if (l->quiet)
+        event_free(l->quiet);
+    kd_split_free(&l->split);
     if (l->ser)
         rdt_serial_close(l->ser);
     else if (l->fd >= 0)

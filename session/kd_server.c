@@ -64,9 +64,14 @@ static bool link_read(struct kd_link *l)
         link_fail(l, n == 0 ? "closed by the other end" : strerror(errno));
         return false;
     }
-    if (l->ser)
+    if (l->ser) {
         kd_split_link(&l->split, buf, (size_t)n, from_link, l);
-    else
+        struct timeval tv = {.tv_sec = 0, .tv_usec = KD_QUIET_MS * 1000};
+        if (kd_split_holding(&l->split))
+            evtimer_add(l->quiet, &tv); /* from the last byte */
+        else
+            evtimer_del(l->quiet);
+    } else
         from_link(l, true, buf, (size_t)n); /* a gdbstub: all of it is gdb's */
     return true;
 }
@@ -86,11 +91,21 @@ static void link_cb(evutil_socket_t fd, short what, void *arg)
         kd_client_rearm(l->owner); /* room again for gdb's bytes */
 }
 
+/* The line was quiet after a '$': what was held is console text. */
+static void quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct kd_link *l = arg;
+    kd_split_quiet(&l->split, from_link, l);
+}
+
 void kd_link_rearm(struct kd_link *l)
 {
     if (!l->rev) {
         l->rev = event_new(l->k->base, l->fd, EV_READ | EV_PERSIST, link_cb, l);
         l->wev = event_new(l->k->base, l->fd, EV_WRITE | EV_PERSIST, link_cb, l);
+        l->quiet = evtimer_new(l->k->base, quiet_cb, l);
     }
     if (!l->owner || evbuffer_get_length(l->owner->out) < KD_QUEUE_MAX)
         event_add(l->rev, NULL);

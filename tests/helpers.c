@@ -469,6 +469,19 @@ void test_stop(pid_t pid, int sig)
     forget(pid);
 }
 
+int test_wait_exit(pid_t pid, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 10) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            forget(pid);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
 static bool broker_answers(const char *sock)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};

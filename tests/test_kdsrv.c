@@ -61,6 +61,8 @@ static void start_kdsrv(unsigned p, const char *const more[], int rows)
     cr_assert(strstr(out, "Remote Kernel Debugger Server"), "%s", out);
 }
 
+static void expect_console_only(const char *text);
+
 static const char *target(void)
 {
     const char *t = getenv("RDQ_TARGET");
@@ -69,16 +71,21 @@ static const char *target(void)
 }
 
 /* gdb through rdq -premote to server port p (with `k`: -k k), as to a kernel: target remote. */
-static int run_gdb(unsigned p, const char *k, char *buf, size_t len)
+static int run_gdb_within(int secs, unsigned p, const char *k, char *buf, size_t len)
 {
     char cmd[4096];
     snprintf(cmd, sizeof(cmd),
-             "timeout 30 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "timeout %d gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
              "-ex 'set sysroot /' -ex 'target remote | rdq -premote "
              "tcp:server=127.0.0.1,port=%u%s%s' -ex 'file %s' -ex 'break reached' -ex 'continue' "
              "-ex 'print answer' -ex 'maint print target-stack'",
-             p, k ? " -k " : "", k ? k : "", target());
+             secs, p, k ? " -k " : "", k ? k : "", target());
     return test_run(cmd, buf, len, true);
+}
+
+static int run_gdb(unsigned p, const char *k, char *buf, size_t len)
+{
+    return run_gdb_within(30, p, k, buf, len);
 }
 
 static void expect_debugged(int rc, const char *gdb_out)
@@ -173,16 +180,21 @@ Test(kdsrv, a_second_client_is_refused_as_busy)
     cr_assert(test_wait_file(log, "client 1: link", 5000, out, sizeof(out)), "%s", out);
     snprintf(busy, sizeof(busy), "busy: com:Port=%s,Baud=115200 serves another client", line.b);
     snprintf(cmd, sizeof(cmd),
-             "timeout 10 rdq -premote tcp:server=127.0.0.1,port=%u -k %s "
+             "timeout 5 rdq -premote tcp:server=127.0.0.1,port=%u -k %s "
              "</dev/null",
              p, link_s);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
     cr_expect(strstr(out, busy), "%s", out);
-    run_gdb(p, NULL, out, sizeof(out));
+    run_gdb_within(10, p, NULL, out, sizeof(out));
     cr_expect(strstr(out, "Remote failure reply: E."), "gdb does not show the refusal: %s", out);
     cr_expect(strstr(out, busy), "%s", out);
     close(wfd);
-    cr_expect_eq(waitpid(holder, NULL, 0), holder);
+    int st = test_wait_exit(holder, 10000);
+    cr_expect_neq(st, -1, "the first client did not end");
+    if (st == -1) {
+        kill(holder, SIGKILL);
+        waitpid(holder, NULL, 0);
+    }
 }
 
 Test(kdsrv, console_watcher_reads_the_console_while_gdb_breaks_in_and_debugs)
@@ -216,13 +228,81 @@ Test(kdsrv, console_watcher_reads_the_console_while_gdb_breaks_in_and_debugs)
     (void)wfd;
     cr_assert(test_wait_file(cfile, "console line 3 ", 5000, text, sizeof(text)), "%s", text);
     expect_debugged(run_gdb(p, NULL, out, sizeof(out)), out);
-    cr_expect(test_wait_file(cfile, "KGDB: entering the debugger", 3000, text, sizeof(text)), "%s",
-              text);
+    cr_expect(test_wait_file(cfile, "while KGDB serves, costs $7\r\n[", 3000, text, sizeof(text)),
+              "no console text while KGDB served: %s", text);
     kill(watcher, SIGTERM);
     waitpid(watcher, NULL, 0);
-    cr_expect_null(strchr(text, '$'), "a packet on the console: %s", text);
+    expect_console_only(text);
+}
+
+/* Console text, whole, and nothing of gdb's. */
+static void expect_console_only(const char *text)
+{
     cr_expect_null(strstr(text, "qSupported"), "gdb's packets on the console: %s", text);
+    cr_expect_null(strstr(text, "$T0"), "a stop reply on the console: %s", text);
+    cr_expect_null(strstr(text, "$OK#9a"), "a packet on the console: %s", text);
     cr_expect(strstr(text, "(+-) of the kernel"), "console text lost its + and -: %s", text);
+    cr_expect(strstr(text, "costs $5, #1 of them\r\n"), "a '$' in the text lost: %s", text);
+    cr_expect(strstr(text, "root@target:~$ ["), "a prompt lost: %s", text);
+}
+
+Test(kdsrv, allow_any_lets_a_client_name_any_link)
+{
+    unsigned p = test_free_ports(2);
+    char hostport[64], stub_link[96];
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", p + 1);
+    snprintf(stub_link, sizeof(stub_link), "tcp:server=127.0.0.1,port=%u", p + 1);
+    const char *stub[] = {"gdbserver", hostport, target(), NULL};
+    spawn(stub, "gdbserver");
+    const char *more[] = {"-allow-any", NULL};
+    start_kdsrv(p, more, 1);
+    expect_debugged(run_gdb(p, stub_link, out, sizeof(out)), out);
+}
+
+/* gdb's interrupt reaches a kgdboc target as the break-in: the stand-in drops a bare 0x03 (a
+ * running kernel's console reads it as a key) and stops the program for the sequence only. */
+Test(kdsrv, gdbs_interrupt_breaks_in_on_a_running_kgdboc_target)
+{
+    unsigned p = test_free_ports(1);
+    const char *kg = getenv("RDQ_KGDBOC"), *spin = getenv("RDQ_SPIN");
+    cr_assert(kg && spin, "RDQ_KGDBOC and RDQ_SPIN name the stand-in and the spinning program");
+    const char *stand_in[] = {kg, line.a, "sysrq-g", spin, NULL};
+    spawn(stand_in, "kgdboc");
+    const char *more[] = {"-link", link_s, "-break-in", "sysrq-g", NULL};
+    start_kdsrv(p, more, 1);
+    char remote[640], file[600], log[192];
+    snprintf(remote, sizeof(remote), "target remote | %s/rdq -premote tcp:server=127.0.0.1,port=%u",
+             getenv("RDQ_BIN_DIR"), p);
+    snprintf(file, sizeof(file), "file %s", spin);
+    const char *gdb[] = {"gdb",
+                         "-batch",
+                         "-nx",
+                         "-ex",
+                         "set confirm off",
+                         "-ex",
+                         "set auto-connect-native off",
+                         "-ex",
+                         "set sysroot /",
+                         "-ex",
+                         remote,
+                         "-ex",
+                         file,
+                         "-ex",
+                         "continue",
+                         "-ex",
+                         "print spins > 0",
+                         "-ex",
+                         "kill",
+                         NULL};
+    pid_t g = spawn(gdb, "gdb");
+    snprintf(log, sizeof(log), "%s/kgdboc.log", br.dir); /* where gdbserver puts its output */
+    cr_assert(test_wait_file(log, "spinning", 15000, out, sizeof(out)), "%s", out);
+    snprintf(log, sizeof(log), "%s/gdb.log", br.dir);
+    cr_expect_eq(kill(g, SIGINT), 0);
+    cr_expect(test_wait_file(log, "received signal SIGINT", 10000, out, sizeof(out)),
+              "gdb's interrupt did not stop the target: %s", out);
+    cr_expect(test_wait_file(log, "$1 = 1", 5000, out, sizeof(out)), "%s", out);
+    test_stop(g, SIGKILL);
 }
 
 Test(kdsrv, bad_links_and_help)

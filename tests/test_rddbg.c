@@ -125,18 +125,6 @@ static struct rdc *join(const char *cs, const char *user, bool observe, const ch
     return c;
 }
 
-/* Waits (up to ms) for `pid` to exit: its exit status, or -1. */
-static int wait_exit(pid_t pid, int ms)
-{
-    for (int waited = 0; waited <= ms; waited += 20) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(20000);
-    }
-    return -1;
-}
-
 static const char *const one_tcp[] = {"-server", NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* -server tcp:port=P (a free port), with `more` options after it. */
@@ -222,7 +210,7 @@ Test(rddbg, gdb_quitting_ends_every_client_and_rddbg_with_its_status)
     cr_expect(rdc_wait_end(b, WAIT_MS), "bob not ended: %s", b->text);
     cr_expect_str_eq(a->end, "the debugger ended (exit status 3)");
     cr_expect_str_eq(b->end, "the debugger ended (exit status 3)");
-    cr_expect_eq(wait_exit(pid, WAIT_MS), 3, "rddbg did not exit with gdb's status");
+    cr_expect_eq(test_wait_exit(pid, WAIT_MS), 3, "rddbg did not exit with gdb's status");
     cr_expect(test_wait_rows("localhost", 0, WAIT_MS, out, sizeof(out)), "still listed: %s", out);
     rdc_free(a);
     rdc_free(b);
