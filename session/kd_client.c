@@ -90,6 +90,8 @@ void kd_client_close(struct kd_client *c)
 
 static bool wants_read(const struct kd_client *c)
 {
+    if (c->st == KC_LINKING)
+        return evbuffer_get_length(c->in) < KD_QUEUE_MAX;
     if (c->st != KC_RELAY)
         return true; /* hello, watchers and closing clients: read, and drop what is not used */
     return !c->link || evbuffer_get_length(c->link->out) < KD_QUEUE_MAX;
@@ -148,6 +150,8 @@ static bool took(struct kd_client *c, const uint8_t *buf, size_t n)
     if (c->st == KC_HELLO) {
         evbuffer_add(c->in, buf, n);
         hello(c);
+    } else if (c->st == KC_LINKING) {
+        evbuffer_add(c->in, buf, n);
     } else if (c->st == KC_RELAY && c->link) {
         kd_to_link(c, buf, n);
     }

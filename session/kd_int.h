@@ -71,6 +71,12 @@ struct kd_link {
     struct kd_client *owner; /* the gdb client it serves, if any */
     struct kd_split split;
     bool kept; /* a console link: open for the server's life */
+    /* a tcp link being connected (its owner waits): the name, then each address in turn */
+    bool connecting;
+    struct rdt_lookup *lookup;
+    struct rdt_addrs addrs;
+    int next_addr, rc;
+    struct event *cev, *deadline;
     LIST_ENTRY(kd_link) entry;
 };
 
@@ -78,7 +84,9 @@ struct kd_link {
  * in canon. -EINVAL with why in err. */
 int kd_link_parse(const char *s, struct rdt_tstring *ts, char *canon, size_t len, char *err,
                   size_t errlen);
-/* Opens the link `ts` (named `canon`); its events are not armed yet. */
+/* Opens the link `ts` (named `canon`); its events are not armed yet. A serial line is open at
+ * once; a tcp link is `connecting` until kd_link_opened says how it went (on a later turn of the
+ * loop, within KD_CONNECT_MS). */
 int kd_link_open(struct kd_link **out, struct rds_kd *k, const struct rdt_tstring *ts,
                  const char *canon, char *err, size_t errlen);
 void kd_link_close(struct kd_link *l);
@@ -93,7 +101,7 @@ struct kd_server {
     bool console;
 };
 
-enum kc_state { KC_HELLO, KC_RELAY, KC_WATCH, KC_CLOSING };
+enum kc_state { KC_HELLO, KC_LINKING, KC_RELAY, KC_WATCH, KC_CLOSING };
 
 struct kd_client {
     struct rds_kd *k;
@@ -120,7 +128,8 @@ struct rds_kd {
     char allow[RDS_KD_ALLOW_MAX][RDT_STRING_MAX];
     struct kd_server servers[KD_SERVERS_MAX];
     int nservers;
-    struct kd_link *console; /* the default link, kept open for console watchers */
+    struct kd_link *console;  /* the default link, kept open for console watchers */
+    struct rdt_resolver *res; /* for tcp links' names, made on first use */
     LIST_HEAD(, kd_link) links;
     LIST_HEAD(, kd_client) clients;
     unsigned nclients;
@@ -136,6 +145,8 @@ void kd_client_close(struct kd_client *c);
 /* kd_server.c */
 /* Attaches a client to a link (`want`: the link it named; NULL: the default). */
 void kd_attach(struct kd_client *c, const char *want);
+/* A tcp link connected (rc 0) or failed (rc, err): its owner is attached or refused. */
+void kd_link_opened(struct kd_link *l, int rc, const char *err);
 /* Refuses a client: an ERR line for a request, an error reply to gdb's first packet. */
 void kd_refuse(struct kd_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Passes gdb's bytes to its link (interrupts become the break-in on a serial line). */

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,47 +65,112 @@ int kd_link_parse(const char *s, struct rdt_tstring *ts, char *canon, size_t len
     return -EINVAL;
 }
 
-/* One address, within `ms`: the connected descriptor or -errno. */
-static int connect_one(const char *addr, uint16_t port, int ms)
+/* ---- A tcp link, connected on the loop ---- */
+
+static void tcp_done(struct kd_link *l, int rc, const char *why)
 {
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    if (rdt_sockaddr_of(addr, port, &sa, &salen) != 0)
-        return -EINVAL;
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (struct sockaddr *)&sa, salen) == 0 ? 0 : -errno;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (rc == -EINPROGRESS)
-        rc = poll(&p, 1, ms) == 1 ? 0 : -ETIMEDOUT;
+    char err[RDT_ERR_MAX];
+    l->connecting = false;
+    rdt_lookup_cancel(l->lookup);
+    l->lookup = NULL;
+    evtimer_del(l->deadline);
+    if (l->cev)
+        event_free(l->cev);
+    l->cev = NULL;
+    if (rc && l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+    snprintf(err, sizeof(err), "%s: %s", l->name, why ? why : strerror(-rc));
+    kd_link_opened(l, rc, rc ? err : NULL);
+}
+
+static void try_next(struct kd_link *l);
+
+static void connected_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct kd_link *l = arg;
     int e = 0, one = 1;
     socklen_t el = sizeof(e);
-    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e)
-        rc = -e;
-    if (rc) {
-        close(fd);
-        return rc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+        e = errno;
+    event_free(l->cev);
+    l->cev = NULL;
+    if (e) {
+        close(l->fd);
+        l->fd = -1;
+        l->rc = -e;
+        try_next(l);
+        return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
+    tcp_done(l, 0, NULL);
+}
+
+/* Connects to the next address, or says that none answered. */
+static void try_next(struct kd_link *l)
+{
+    while (l->next_addr < l->addrs.n) {
+        struct sockaddr_storage sa;
+        socklen_t salen;
+        if (rdt_sockaddr_of(l->addrs.addr[l->next_addr++], l->ts.port_lo, &sa, &salen) != 0)
+            continue;
+        int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            l->rc = -errno;
+            continue;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
+            l->rc = -errno;
+            close(fd);
+            continue;
+        }
+        l->fd = fd;
+        l->cev = event_new(l->k->base, fd, EV_WRITE, connected_cb, l);
+        if (l->cev && event_add(l->cev, NULL) == 0)
+            return;
+        tcp_done(l, -ENOMEM, NULL);
+        return;
+    }
+    tcp_done(l, l->rc ? l->rc : -EHOSTUNREACH, NULL);
+}
+
+static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void *arg)
+{
+    struct kd_link *l = arg;
+    l->lookup = NULL;
+    if (rc < 0 || !a || a->n == 0) {
+        tcp_done(l, rc < 0 ? rc : -ENOENT, rc < 0 && err && *err ? err : NULL);
+        return;
+    }
+    l->addrs = *a;
+    try_next(l);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    char why[64];
+    snprintf(why, sizeof(why), "no answer in %d ms", KD_CONNECT_MS);
+    tcp_done(arg, -ETIMEDOUT, why);
 }
 
 static int open_tcp(struct kd_link *l, char *err, size_t errlen)
 {
-    struct rdt_addrs a;
-    int64_t end = rdt_now_ms() + KD_CONNECT_MS;
-    int n = rdt_resolve_addrs(l->ts.server, l->ts.ipv6, KD_CONNECT_MS, &a, err, errlen);
-    int rc = n > 0 ? -ECONNREFUSED : n == 0 ? -ENOENT : n;
-    if (n < 0)
-        return n;
-    for (int i = 0; i < n && rc < 0; i++) {
-        int64_t left = end - rdt_now_ms();
-        rc = left > 0 ? connect_one(a.addr[i], l->ts.port_lo, (int)left) : -ETIMEDOUT;
+    struct rds_kd *k = l->k;
+    struct timeval tv = {.tv_sec = KD_CONNECT_MS / 1000, .tv_usec = KD_CONNECT_MS % 1000 * 1000};
+    if (!k->res && rdt_resolver_new(&k->res, k->base, err, errlen) != 0)
+        return -ENOMEM;
+    l->connecting = true;
+    l->deadline = evtimer_new(k->base, deadline_cb, l);
+    l->lookup =
+        l->deadline ? rdt_lookup_addrs(k->res, l->ts.server, l->ts.ipv6, resolved_cb, l) : NULL;
+    if (!l->lookup || evtimer_add(l->deadline, &tv) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
-    if (rc < 0)
-        return snprintf(err, errlen, "%s: %s", l->name, strerror(-rc)), rc;
-    l->fd = rc;
     return 0;
 }
 
@@ -147,6 +211,11 @@ void kd_link_close(struct kd_link *l)
         event_free(l->rev);
     if (l->wev)
         event_free(l->wev);
+    rdt_lookup_cancel(l->lookup);
+    if (l->cev)
+        event_free(l->cev);
+    if (l->deadline)
+        event_free(l->deadline);
     if (l->quiet)
         event_free(l->quiet);
     kd_split_free(&l->split);

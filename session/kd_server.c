@@ -102,6 +102,8 @@ static void quiet_cb(evutil_socket_t fd, short what, void *arg)
 
 void kd_link_rearm(struct kd_link *l)
 {
+    if (l->connecting)
+        return; /* no descriptor yet */
     if (!l->rev) {
         l->rev = event_new(l->k->base, l->fd, EV_READ | EV_PERSIST, link_cb, l);
         l->wev = event_new(l->k->base, l->fd, EV_WRITE | EV_PERSIST, link_cb, l);
@@ -230,15 +232,11 @@ static struct kd_link *pick_link(struct kd_client *c, const char *want)
     return l;
 }
 
-void kd_attach(struct kd_client *c, const char *want)
+/* The client has its link: the relay starts. */
+static void attached(struct kd_client *c)
 {
-    struct kd_link *l = pick_link(c, want);
-    if (!l)
-        return;
-    evtimer_del(c->timer);
-    l->owner = c;
+    struct kd_link *l = c->link;
     l->split.acks = 0;
-    c->link = l;
     c->st = KC_RELAY;
     if (c->requested)
         evbuffer_add_printf(c->out, "OK %s\n", l->name);
@@ -249,4 +247,28 @@ void kd_attach(struct kd_client *c, const char *want)
         kd_to_link(c, evbuffer_pullup(c->in, -1), n);
     evbuffer_drain(c->in, n);
     kd_link_rearm(l);
+    kd_client_rearm(c);
+}
+
+void kd_attach(struct kd_client *c, const char *want)
+{
+    struct kd_link *l = pick_link(c, want);
+    if (!l)
+        return;
+    evtimer_del(c->timer);
+    l->owner = c; /* while it connects too: the link is this client's */
+    c->link = l;
+    if (l->connecting)
+        c->st = KC_LINKING; /* gdb's first bytes wait in `in` */
+    else
+        attached(c);
+}
+
+void kd_link_opened(struct kd_link *l, int rc, const char *err)
+{
+    struct kd_client *c = l->owner; /* a tcp link is opened for a client, never kept */
+    if (rc)
+        kd_refuse(c, "%s", err); /* which closes the link */
+    else
+        attached(c);
 }

@@ -146,5 +146,6 @@ void rds_kd_free(struct rds_kd *k)
     }
     for (int i = 0; i < k->nservers; i++)
         rdb_server_free(k->servers[i].rs);
+    rdt_resolver_free(k->res);
     free(k);
 }

@@ -5,12 +5,15 @@
 #include "helpers.h"
 #include "ptyline.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -303,6 +306,51 @@ Test(kdsrv, gdbs_interrupt_breaks_in_on_a_running_kgdboc_target)
               "gdb's interrupt did not stop the target: %s", out);
     cr_expect(test_wait_file(log, "$1 = 1", 5000, out, sizeof(out)), "%s", out);
     test_stop(g, SIGKILL);
+}
+
+/* A tcp link whose name does not resolve (a name server that never answers) holds up only the
+ * client that named it: another attaches to its serial link meanwhile, and the first is refused
+ * with why once its time is up. */
+Test(kdsrv, a_link_slow_to_connect_holds_up_no_other_client)
+{
+    unsigned p = test_free_ports(1);
+    int dns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    cr_assert(dns >= 0 && bind(dns, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              getsockname(dns, (struct sockaddr *)&sa, &salen) == 0);
+    char servers[64], log[192], cmd[512];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u", ntohs(sa.sin_port));
+    setenv("RDQ_DNS_SERVERS", servers, 1);
+    const char *more[] = {"-link", link_s, "-allow-any", NULL};
+    start_kdsrv(p, more, 1);
+    unsetenv("RDQ_DNS_SERVERS");
+    snprintf(cmd, sizeof(cmd),
+             "timeout 20 %s/rdq -premote tcp:server=127.0.0.1,port=%u -k "
+             "tcp:server=gdbstub.nowhere.test,port=1234 </dev/null >%s/slow.out 2>&1 &",
+             getenv("RDQ_BIN_DIR"), p, br.dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(log, sizeof(log), "%s/rdkdsrv.log", br.dir);
+    cr_assert(test_wait_file(log, "client 1 from", 5000, out, sizeof(out)), "%s", out);
+    int wfd;
+    pid_t holder = hold_link(p, link_s, &wfd);
+    cr_expect(test_wait_file(log, "client 2: link com:", 10000, out, sizeof(out)), "%s", out);
+    cr_expect_null(strstr(out, "client 1 refused"), "the second waited for the first: %s", out);
+    cr_expect(test_wait_file(log, "client 1 refused: tcp:Port=1234,Server=gdbstub.nowhere.test: ",
+                             10000, out, sizeof(out)),
+              "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s/slow.out", br.dir);
+    cr_expect(
+        test_wait_file(cmd, "gdbstub.nowhere.test: no answer in 3000 ms", 5000, out, sizeof(out)),
+        "the client is not told why: %s", out);
+    close(wfd);
+    int st = test_wait_exit(holder, 10000);
+    cr_expect_neq(st, -1, "the serial link's client did not end");
+    if (st == -1) {
+        kill(holder, SIGKILL);
+        waitpid(holder, NULL, 0);
+    }
+    close(dns);
 }
 
 Test(kdsrv, bad_links_and_help)
