@@ -249,6 +249,8 @@ int rdb_announce_open(struct rdb_announce **out, struct event_base *base, const 
     json_t *body = json_pack("{s:s, s:s, s:b, s:b, s:s}", "kind", rdb_kind_name(a->entry.kind),
                              "advert", a->entry.advert, "hidden", a->entry.hidden, "clicon",
                              a->entry.clicon, "desc", a->entry.desc);
+    if (body && a->entry.foreign) /* only then: rdq's own servers register as they always did */
+        json_object_set_new(body, "foreign", json_true());
     a->frame = rdb_frame_encode(RDB_REGISTER, body, &a->frame_len);
     json_decref(body);
     a->retry = evtimer_new(base, retry_cb, a);

@@ -253,20 +253,32 @@ static unsigned uid_records(const struct rdb_broker *b, uid_t uid)
     return n;
 }
 
+/* The record's advertised string: a foreign server's carries the item Foreign, which tells
+ * every client (and every listing, and DNS-SD) to reach it without rdq's session layer. */
+static int take_advert(struct rdb_entry *e, const char *advert, bool foreign)
+{
+    bool marked = rdt_string_foreign(advert);
+    e->foreign = foreign || marked;
+    int n = snprintf(e->advert, sizeof(e->advert), "%s%s", advert,
+                     foreign && !marked ? ",Foreign" : "");
+    return n >= 0 && (size_t)n < sizeof(e->advert) ? 0 : -ENOSPC;
+}
+
 static void on_register(struct bconn *c, json_t *body)
 {
     struct rdb_broker *b = c->b;
     const char *kind = NULL, *advert = NULL, *desc = "";
-    int hidden = 0, clicon = 0;
+    int hidden = 0, clicon = 0, foreign = 0;
     struct rdb_entry e = {0};
     if (!c->local)
         return conn_refuse(c, "register: only on the broker's local socket");
-    if (json_unpack(body, "{s:s, s:s, s?b, s?b, s?s}", "kind", &kind, "advert", &advert, "hidden",
-                    &hidden, "clicon", &clicon, "desc", &desc) != 0 ||
+    if (json_unpack(body, "{s:s, s:s, s?b, s?b, s?b, s?s}", "kind", &kind, "advert", &advert,
+                    "hidden", &hidden, "clicon", &clicon, "foreign", &foreign, "desc",
+                    &desc) != 0 ||
         rdb_kind_parse(kind, &e.kind) != 0)
         return conn_refuse(c, "register: expected {kind: debugger|process|kd, advert: string, "
-                              "hidden, clicon, desc}");
-    if (strlen(advert) >= sizeof(e.advert) || !rdb_printable(advert) || !strchr(advert, ':') ||
+                              "hidden, clicon, foreign, desc}");
+    if (!rdb_printable(advert) || !strchr(advert, ':') || take_advert(&e, advert, foreign) != 0 ||
         strlen(desc) > RDB_DESC_MAX || !rdb_printable(desc))
         return conn_refuse(c, "register: advert or desc too long or not printable");
     if (c->nrecords >= RECORDS_PER_CONN || b->nrecords >= RDB_RECORDS_MAX ||
@@ -275,7 +287,6 @@ static void on_register(struct bconn *c, json_t *body)
     struct record *r = calloc(1, sizeof(*r));
     if (!r)
         return conn_refuse(c, "register: out of memory");
-    snprintf(e.advert, sizeof(e.advert), "%s", advert);
     snprintf(e.desc, sizeof(e.desc), "%s", desc);
     e.hidden = hidden;
     e.clicon = clicon;
@@ -289,11 +300,12 @@ static void on_register(struct bconn *c, json_t *body)
     lists_forget(b);
     b->nrecords++;
     c->nrecords++;
-    logf_(b, LOG_INFO, "registered: %s - %s (pid %d, uid %u%s%s)", rdb_kind_title(e.kind), e.advert,
-          (int)r->pid, (unsigned)r->uid, r->privileged ? "" : ", not discoverable",
+    logf_(b, LOG_INFO, "registered: %s - %s (pid %d, uid %u%s%s%s)", rdb_kind_title(e.kind),
+          e.advert, (int)r->pid, (unsigned)r->uid, r->privileged ? "" : ", not discoverable",
           e.hidden   ? ", hidden"
           : e.clicon ? ", clicon"
-                     : "");
+                     : "",
+          e.foreign ? ", foreign" : "");
     conn_send(c, RDB_REGISTERED, json_pack("{s:i}", "id", (json_int_t)r->id));
 }
 

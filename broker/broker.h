@@ -175,6 +175,7 @@ struct rdb_entry {
     char advert[RDT_STRING_MAX];
     bool hidden;
     bool clicon;
+    bool foreign; /* not an rdq server (rdsrv -announce): listed with the item Foreign */
     char desc[RDB_DESC_MAX + 1];
 };
 

@@ -225,13 +225,9 @@ static json_t *host_json(const struct rdd_host *h)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < h->res.nrows; i++) {
-        const struct rdd_row *r = &h->res.rows[i];
-        char cs[RDT_STRING_MAX + RDT_HOST_MAX + 16];
-        if (rdd_client_string(r, h->server, cs, sizeof(cs)) == 0)
-            json_array_append_new(rows,
-                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind",
-                                            rdb_kind_name(r->kind), "type", rdb_kind_title(r->kind),
-                                            "advert", r->advert, "client", cs, "desc", r->desc));
+        json_t *row = rdd_row_json(&h->res.rows[i], h->server);
+        if (row)
+            json_array_append_new(rows, row);
     }
     return json_pack("{s:s, s:s, s:i, s:s, s:s, s:o}", "host", h->name, "server", h->server, "port",
                      h->port, "source", source_name(h->source), "address", h->res.addr, "servers",

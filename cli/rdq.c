@@ -62,7 +62,9 @@ static const struct verb verbs[] = {
      "      one) and relays each connection to the server through TRANSPORT (up to 64 at\n"
      "      once; TLS and the password stay here, Password=* is asked once), for debuggers\n"
      "      that take only host:port: gdb -ex 'target extended-remote localhost:PORT'.\n"
-     "      It prints the address it listens on and runs until SIGINT or SIGTERM",
+     "      It prints the address it listens on and runs until SIGINT or SIGTERM.\n"
+     "      A Foreign string (a foreign server's row, listed by rdsrv -announce) is reached\n"
+     "      without rdq's session layer: its bytes are relayed as they are",
      cmd_premote},
     {"-check", "[-server|-client] TRANSPORT",
      "print the canonical form of a transport string, or say what is wrong with it", cmd_check},
@@ -217,9 +219,9 @@ int rdq_via_parse(const char *v, struct rdt_tstring *ts)
         fprintf(stderr, "rdq: -via: %s\n", err);
         return -1;
     }
-    if (ts->clicon[0] || ts->hidden || ts->proto == RDT_COM || ts->password_ask) {
+    if (ts->clicon[0] || ts->hidden || ts->proto == RDT_COM || ts->password_ask || ts->foreign) {
         fprintf(stderr, "rdq: -via: a broker's query endpoint is tcp, ssl, npipe or spipe, "
-                        "never clicon or hidden, with any password given\n");
+                        "never clicon, hidden or Foreign, with any password given\n");
         return -1;
     }
     ts->side = RDT_CLIENT;
@@ -277,12 +279,9 @@ static void qr_print_json(const struct qr_opts *o, const struct rdd_result *r)
 {
     json_t *rows = json_array();
     for (size_t i = 0; i < r->nrows; i++) {
-        char cs[RDT_STRING_MAX + RDT_HOST_MAX + 16];
-        rdd_client_string(&r->rows[i], o->host, cs, sizeof(cs));
-        json_array_append_new(
-            rows, json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", rdb_kind_name(r->rows[i].kind),
-                            "type", rdb_kind_title(r->rows[i].kind), "advert", r->rows[i].advert,
-                            "client", cs, "desc", r->rows[i].desc));
+        json_t *row = rdd_row_json(&r->rows[i], o->host);
+        if (row)
+            json_array_append_new(rows, row);
     }
     json_t *doc = json_pack("{s:s, s:s, s:o, s:I}", "host", o->host, "address", r->addr, "servers",
                             rows, "omitted", (json_int_t)r->omitted);
@@ -371,12 +370,13 @@ static int client_args(int argc, char **argv, const char *verb, const char **t, 
     return 0;
 }
 
-/* Dials for -premote and -remote; a bad string is a usage error. */
-static int client_dial(struct rdt_conn **c, const char *t, long timeout)
+/* Dials for -premote and -remote; a bad string is a usage error, as is a Foreign one where
+ * `no_foreign` says why not. */
+static int client_dial(struct rdt_conn **c, const char *t, const char *no_foreign, long timeout)
 {
     char err[RDT_ERR_MAX];
     signal(SIGPIPE, SIG_IGN);
-    int rc = rds_dial(c, t, (int)timeout, err, sizeof(err));
+    int rc = rds_dial(c, t, no_foreign, (int)timeout, err, sizeof(err));
     if (rc)
         fprintf(stderr, "rdq: %s\n", err);
     return rc == 0 ? EXIT_OK : rc == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
@@ -438,7 +438,11 @@ static int cmd_premote(int argc, char **argv)
         fprintf(stderr, "rdq: %s\n", err);
         return EXIT_USAGE;
     }
-    int rc = client_dial(&c, t, timeout);
+    int rc = client_dial(&c, t,
+                         link ? "-k names a link to rdq's KD connection server (rdkdsrv), and a "
+                                "foreign server takes no such request: leave -k out"
+                              : NULL,
+                         timeout);
     if (rc == EXIT_OK && link)
         rc = kd_request(c, link, timeout);
     if (rc == EXIT_OK)
@@ -499,7 +503,11 @@ static int cmd_remote(int argc, char **argv)
         rc = EXIT_USAGE;
     }
     if (rc == EXIT_OK)
-        rc = client_dial(&c, t, timeout);
+        rc = client_dial(&c, t,
+                         "-remote joins rdq's shared debugging sessions (rddbg); a foreign server "
+                         "is reached with its own client, e.g. gdb -ex 'target remote | rdq "
+                         "-premote T'",
+                         timeout);
     ra.o.timeout_ms = (int)timeout;
     if (rc == EXIT_OK)
         rc = rds_remote(c, &ra.o);

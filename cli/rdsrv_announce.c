@@ -38,7 +38,10 @@ static int check_transport(const char *t, struct rdt_tstring *ts)
 {
     char err[RDT_ERR_MAX], shown[RDT_ECHO_LEN];
     const char *why = err;
-    if (rdt_parse(t, RDT_SERVER, ts, err, sizeof(err)) != 0)
+    if (rdt_string_foreign(t))
+        why = "leave Foreign out: the string names where the command listens, and rdsrv lists "
+              "every command it announces as Foreign";
+    else if (rdt_parse(t, RDT_SERVER, ts, err, sizeof(err)) != 0)
         why = err;
     else if (ts->clicon[0])
         why = "clicon makes no sense here: rdsrv does not connect anywhere for the command, "
@@ -138,12 +141,15 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Registers CMD's endpoint and tells where it is listed. */
+/* Registers CMD's endpoint, as a foreign server, and tells where it is listed: CMD speaks its own
+ * protocol, so its string carries Foreign and clients reach it without rdq's session layer. */
 static int announce(struct announcer *an, const struct rdsrv_announce_opts *o,
                     const struct rdt_tstring *ts, enum rdb_kind kind)
 {
-    struct rdb_entry e = {.kind = kind, .hidden = ts->hidden};
-    if (rdt_format(ts, RDT_FORM_ADVERT, NULL, 0, e.advert, sizeof(e.advert)) < 0) {
+    struct rdb_entry e = {.kind = kind, .hidden = ts->hidden, .foreign = true};
+    struct rdt_tstring listed = *ts;
+    listed.foreign = true;
+    if (rdt_format(&listed, RDT_FORM_ADVERT, NULL, 0, e.advert, sizeof(e.advert)) < 0) {
         fprintf(stderr, "rdsrv: -announce: the advertised string does not fit\n");
         return -1;
     }

@@ -72,6 +72,9 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
 /* The client string that reaches a row's server on `host`: the advertised string plus
  * Server=host. */
 int rdd_client_string(const struct rdd_row *row, const char *host, char *buf, size_t len);
+/* A row as -json shows it: {kind, type, advert, client, foreign, desc} (foreign: the advert has
+ * Foreign, a server that is not rdq's); NULL when its client string does not fit. */
+json_t *rdd_row_json(const struct rdd_row *row, const char *host);
 
 /* ---- Many brokers at once ------------------------------------------------------------------ */
 

@@ -114,3 +114,13 @@ int rdd_client_string(const struct rdd_row *row, const char *host, char *buf, si
         return snprintf(buf, len, "%s,Server=[%s]", row->advert, name) < (int)len ? 0 : -ENOSPC;
     return snprintf(buf, len, "%s,Server=%s", row->advert, name) < (int)len ? 0 : -ENOSPC;
 }
+
+json_t *rdd_row_json(const struct rdd_row *row, const char *host)
+{
+    char cs[RDT_STRING_MAX + RDT_HOST_MAX + 16];
+    if (rdd_client_string(row, host, cs, sizeof(cs)) != 0)
+        return NULL;
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "kind", rdb_kind_name(row->kind), "type",
+                     rdb_kind_title(row->kind), "advert", row->advert, "client", cs, "foreign",
+                     rdt_string_foreign(row->advert), "desc", row->desc);
+}

@@ -54,11 +54,10 @@ int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const ch
         rc = ask_relay(c, ts->pipe, timeout_ms, why, sizeof(why));
     if (rc == 0) {
         /* the pipe's server speaks next: its own session layer (inside TLS for spipe), over the
-         * relay */
+         * relay, or, Foreign, its own protocol */
         rc = rdt_tls_wrap(&c, ts, why, sizeof(why));
         if (rc == 0)
-            c = rdt_auth_conn(c, RDT_ROLE_CLIENT, password ? password : ts->password,
-                              RDT_PROTOCOL_VERSION);
+            c = rdt_client_session(c, ts, RDT_ROLE_CLIENT, password);
         if (rc == 0 && !c)
             rc = -ENOMEM, snprintf(why, sizeof(why), "out of memory");
         if (rc == 0 && (rc = rdt_conn_open_wait(c, timeout_ms)))

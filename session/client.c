@@ -37,13 +37,19 @@ int rds_ask_secret(const char *prompt, char *buf, size_t len)
     return 0;
 }
 
-int rds_dial(struct rdt_conn **out, const char *t, int timeout_ms, char *err, size_t errlen)
+int rds_dial(struct rdt_conn **out, const char *t, const char *no_foreign, int timeout_ms,
+             char *err, size_t errlen)
 {
     struct rdt_tstring ts;
     char pw[64] = "";
     *out = NULL;
     if (rdt_parse(t, RDT_CLIENT, &ts, err, errlen) != 0)
         return -EINVAL;
+    if (ts.foreign && no_foreign) {
+        char shown[RDT_ECHO_LEN];
+        snprintf(err, errlen, "%s: Foreign: %s", rdt_echo(t, shown), no_foreign);
+        return -EINVAL;
+    }
     if (ts.password_ask && rds_ask_secret("Password", pw, sizeof(pw)) != 0) {
         snprintf(err, errlen,
                  "Password=*: no terminal to ask the password on; give "

@@ -60,9 +60,11 @@ int rds_reader_next(struct rds_reader *r, enum rds_type *type, const uint8_t **b
  * there is no terminal or nothing was typed. */
 int rds_ask_secret(const char *prompt, char *buf, size_t len);
 /* Parses client string `t` and dials it (a pipe of another host through that host's broker),
- * asking for the password of a Password=* string. 0, -EINVAL for a bad string (err says why:
- * a usage error), or another -errno. */
-int rds_dial(struct rdt_conn **out, const char *t, int timeout_ms, char *err, size_t errlen);
+ * asking for the password of a Password=* string. A Foreign string is refused with the reason
+ * `no_foreign` when that is set (a use that needs an rdq server at the other end). 0, -EINVAL
+ * for a bad string (err says why: a usage error), or another -errno. */
+int rds_dial(struct rdt_conn **out, const char *t, const char *no_foreign, int timeout_ms,
+             char *err, size_t errlen);
 /* rdq -premote: stdin to the connection, the connection to stdout, until the server ends.
  * Returns the exit status. */
 int rds_pump(struct rdt_conn *c);

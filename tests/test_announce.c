@@ -106,39 +106,149 @@ static bool alive(pid_t pid)
 
 /* ---- rdsrv -announce ---- */
 
-Test(announce, gdbserver_is_listed_debugged_directly_and_withdrawn_when_it_exits)
+/* rdsrv -announce tcp:port=P -kind process -- gdbserver :P RDQ_TARGET, log <name>.log, once
+ * gdbserver listens; *port gets P. */
+static pid_t start_gdbserver(const char *name, unsigned *port)
 {
     const char *target = getenv("RDQ_TARGET");
     cr_assert_not_null(target);
     unsigned p = test_free_ports(1);
-    char t[64], listen[32], want[128], cmd[2048], log[8192];
+    char t[64], listen[32], log[64], buf[8192];
     snprintf(t, sizeof(t), "tcp:port=%u", p);
     snprintf(listen, sizeof(listen), ":%u", p);
+    snprintf(log, sizeof(log), "%s.log", name);
     const char *argv[] = {"rdsrv", "-announce", t,      "-kind", "process",
                           "--",    "gdbserver", listen, target,  NULL};
-    pid_t s = spawn(argv, "gs");
+    pid_t s = spawn(argv, name);
+    cr_assert(wait_log(log, "Listening on port", 5000, buf, sizeof(buf)), "%s", buf);
+    *port = p;
+    return s;
+}
+
+/* gdb, remote only, on the program gdbserver started: `target remote SPEC`, a stop in reached,
+ * answer printed, then on to the program's end. */
+static const char *gdb_remote(const char *spec, char *buf, size_t len)
+{
+    const char *target = getenv("RDQ_TARGET");
+    cr_assert_not_null(target);
+    snprintf(buf, len,
+             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex \"target remote %s\" -ex 'file %s' -ex 'break reached' -ex 'continue' "
+             "-ex 'print answer' -ex 'continue'",
+             spec, target);
+    return buf;
+}
+
+static void expect_debugged(const char *gdb_out);
+static unsigned start_forward(const char *client, const char *listen, const char *name, pid_t *pid,
+                              char *addr, size_t alen);
+
+/* The program ran under gdbserver, driven by a client that connected to it (no native run
+ * makes gdbserver say so), and gdbserver, then rdsrv, exited with it. */
+static void expect_gdbserver_served(const char *name, pid_t s)
+{
+    char log[8192], path[64];
+    cr_expect(test_wait_rows("localhost", 0, 1000, out, sizeof(out)), "still listed: %s", out);
+    cr_expect_eq(wait_exit(s, 5000), 0);
+    snprintf(path, sizeof(path), "%s.log", name);
+    cr_expect(wait_log(path, "Remote debugging from host 127.0.0.1", 0, log, sizeof(log)),
+              "gdbserver did not see gdb: %s", log);
+    cr_expect(strstr(log, ") exited with status 0; withdrawn"), "%s", log);
+}
+
+/* gdb through `target remote SPEC` debugs the program of gdbserver `s` (rdsrv's log <name>.log)
+ * to its end; nothing from rdq is in gdb's output. */
+static void debug_through(const char *spec, const char *name, pid_t s)
+{
+    char cmd[2048];
+    int rc = test_run(gdb_remote(spec, cmd, sizeof(cmd)), out, sizeof(out), true);
+    cr_expect_eq(rc, 0, "gdb: %s", out);
+    expect_debugged(out);
+    cr_expect_null(strstr(out, "rdq:"), "rdq complained: %s", out);
+    expect_gdbserver_served(name, s);
+}
+
+/* The client string of the only row of rdq -browse -list for this host, as it is listed. */
+static void listed_client(char *buf, size_t len)
+{
+    int rc = test_run("timeout 10 rdq -browse -list -no-lan -no-config -host localhost", out,
+                      sizeof(out), false);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(test_count(out, "\n"), 1, "not one row: %s", out);
+    const char *tab = strrchr(out, '\t');
+    cr_assert(tab && strncmp(out, "localhost\tRemote Process Server\t", 32) == 0, "%s", out);
+    snprintf(buf, len, "%.*s", (int)strcspn(tab + 1, "\n"), tab + 1);
+}
+
+Test(announce, gdbserver_is_listed_as_foreign_debugged_directly_and_withdrawn_when_it_exits)
+{
+    unsigned p;
+    char want[128], spec[64];
+    pid_t s = start_gdbserver("gs", &p);
+    snprintf(want, sizeof(want),
+             "Servers on localhost:\nRemote Process Server - tcp:Port=%u,Foreign\n", p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    cr_expect_str_eq(out, want);
+    snprintf(spec, sizeof(spec), "localhost:%u", p);
+    /* the program ends, so gdbserver does (with 0): the row goes at once, rdsrv exits so */
+    debug_through(spec, "gs", s);
+    cr_expect(wait_log("gs.log", "gdbserver (pid ", 0, out, sizeof(out)), "%s", out);
+    snprintf(want, sizeof(want),
+             "Server announced: Remote Process Server - tcp:Port=%u,Foreign "
+             "(gdbserver, pid ",
+             p);
+    cr_expect(strstr(out, want), "%s", out);
+}
+
+Test(announce, a_listed_foreign_row_is_debugged_through_rdq_premote_as_it_is_listed)
+{
+    unsigned p;
+    char want[128], client[256], spec[320];
+    pid_t s = start_gdbserver("gs", &p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    listed_client(client, sizeof(client));
+    snprintf(want, sizeof(want), "tcp:Port=%u,Foreign,Server=localhost", p);
+    cr_expect_str_eq(client, want);
+    /* the same in -json, flagged */
+    cr_assert_eq(test_qr("localhost -json", out, sizeof(out)), 0, "%s", out);
+    snprintf(want, sizeof(want), "\"client\": \"tcp:Port=%u,Foreign,Server=localhost\"", p);
+    cr_expect(strstr(out, want), "%s", out);
+    cr_expect(strstr(out, "\"foreign\": true"), "%s", out);
+    /* gdb reaches gdbserver through rdq, which relays its bytes as they are */
+    snprintf(spec, sizeof(spec), "| rdq -premote '%s'", client);
+    debug_through(spec, "gs", s);
+}
+
+Test(announce, forward_relays_a_listed_foreign_row_to_plain_gdb)
+{
+    unsigned p;
+    char client[256], spec[64], log[8192];
+    pid_t fwd, s = start_gdbserver("gs", &p);
+    cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
+    listed_client(client, sizeof(client));
+    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    snprintf(spec, sizeof(spec), "localhost:%u", port);
+    debug_through(spec, "gs", s);
+    cr_expect(wait_log("fwd.log", "ended", 5000, log, sizeof(log)), "%s", log);
+    cr_expect(strstr(log, ": through to the server\n"), "%s", log);
+    cr_expect(strstr(log, ",Foreign,Server=localhost"), "%s", log);
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
+}
+
+Test(announce, rdq_servers_are_listed_as_ever_and_not_foreign)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], want[128];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    spawn(argv, "cat");
     snprintf(want, sizeof(want), "Servers on localhost:\nRemote Process Server - tcp:Port=%u\n", p);
     cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
     cr_expect_str_eq(out, want);
-    cr_assert(wait_log("gs.log", "Listening on port", 5000, log, sizeof(log)), "%s", log);
-    snprintf(cmd, sizeof(cmd),
-             "timeout 60 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
-             "-ex 'target remote localhost:%u' -ex 'file %s' -ex 'break reached' -ex 'continue' "
-             "-ex 'print answer' -ex 'continue'",
-             p, target);
-    int rc = test_run(cmd, out, sizeof(out), true);
-    cr_expect_eq(rc, 0, "gdb: %s", out);
-    cr_expect(strstr(out, "from remote target..."), "not a remote session: %s", out);
-    cr_expect(strstr(out, "Breakpoint 1, reached ()"), "no stop in reached: %s", out);
-    cr_expect(strstr(out, "$1 = 42"), "answer is not 42: %s", out);
-    cr_expect(strstr(out, "exited normally]"), "no normal exit: %s", out);
-    /* the program ended, so gdbserver does (with 0): the row goes at once, rdsrv exits so */
-    cr_expect(test_wait_rows("localhost", 0, 1000, out, sizeof(out)), "still listed: %s", out);
-    cr_expect_eq(wait_exit(s, 5000), 0);
-    cr_expect(wait_log("gs.log", "Remote debugging from host 127.0.0.1", 0, log, sizeof(log)),
-              "gdbserver did not see gdb: %s", log);
-    cr_expect(strstr(log, "gdbserver (pid "), "%s", log);
-    cr_expect(strstr(log, ") exited with status 0; withdrawn"), "%s", log);
+    cr_assert_eq(test_qr("localhost -json", out, sizeof(out)), 0, "%s", out);
+    cr_expect(strstr(out, "\"foreign\": false"), "%s", out);
+    cr_expect_null(strstr(out, "Foreign"), "%s", out);
 }
 
 Test(announce, the_exit_status_of_the_command_is_passed_on)
@@ -211,18 +321,19 @@ Test(announce, the_three_kinds_are_listed_by_their_names_and_filtered)
     const char *titles[] = {"Remote Process Server", "Remote Kernel Debugger Server",
                             "Debugger Server"};
     for (int i = 0; i < 3; i++) {
-        snprintf(want, sizeof(want), "\n%s - tcp:Port=%u\n", titles[i], p + (unsigned)i);
+        snprintf(want, sizeof(want), "\n%s - tcp:Port=%u,Foreign\n", titles[i], p + (unsigned)i);
         cr_expect(strstr(out, want), "no %s row: %s", titles[i], out);
     }
     cr_assert_eq(test_qr("localhost -kind debugger", out, sizeof(out)), 0, "%s", out);
-    snprintf(want, sizeof(want), "Servers on localhost:\nDebugger Server - tcp:Port=%u\n", p + 2);
+    snprintf(want, sizeof(want), "Servers on localhost:\nDebugger Server - tcp:Port=%u,Foreign\n",
+             p + 2);
     cr_expect_str_eq(out, want);
     cr_assert_eq(test_qr("localhost -kind remote", out, sizeof(out)), 0, "%s", out);
     cr_expect_eq(test_count(out, "\n"), 3, "%s", out);
     cr_expect_null(strstr(out, "\nDebugger Server"), "%s", out);
-    snprintf(want, sizeof(want), "Remote Process Server - tcp:Port=%u\n", p);
+    snprintf(want, sizeof(want), "Remote Process Server - tcp:Port=%u,Foreign\n", p);
     cr_expect(strstr(out, want), "%s", out);
-    snprintf(want, sizeof(want), "Remote Kernel Debugger Server - tcp:Port=%u\n", p + 1);
+    snprintf(want, sizeof(want), "Remote Kernel Debugger Server - tcp:Port=%u,Foreign\n", p + 1);
     cr_expect(strstr(out, want), "%s", out);
 }
 
@@ -274,6 +385,9 @@ Test(announce, bad_usage)
         {"-announce tcp:port=9,password=Secret12 -kind process -- sleep 1",
          "rdsrv: -announce tcp:port=9,password=*: rdsrv cannot check a password"},
         {"-announce tcp:port=9,clicon=box -kind process -- sleep 1", "clicon makes no sense here"},
+        {"-announce tcp:port=9,Foreign -kind process -- sleep 1",
+         "rdsrv: -announce tcp:port=9,Foreign: leave Foreign out: the string names where the "
+         "command listens, and rdsrv lists every command it announces as Foreign"},
         {"-announce tcp:port=99999 -kind process -- sleep 1", "rdsrv: -announce tcp:port=99999: "},
         {"-announce tcp:port=9 -t tcp:port=9 -kind process -- sleep 1",
          "rdsrv: -announce lists a command that serves by itself: -t, -stub and -c do not go "
@@ -459,6 +573,39 @@ static int rdq_run(const char *args)
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "timeout 10 setsid -w rdq %s </dev/null", args);
     return test_run(cmd, out, sizeof(out), true);
+}
+
+Test(announce, foreign_strings_are_refused_where_an_rdq_server_is_needed)
+{
+    cr_expect_eq(rdq_run("-remote tcp:port=9,server=localhost,Foreign"), 2, "%s", out);
+    cr_expect_str_eq(out, "rdq: tcp:port=9,server=localhost,Foreign: Foreign: -remote joins rdq's "
+                          "shared debugging sessions (rddbg); a foreign server is reached with "
+                          "its own client, e.g. gdb -ex 'target remote | rdq -premote T'\n");
+    cr_expect_eq(rdq_run("-premote tcp:port=9,server=localhost,Foreign -k "
+                         "tcp:server=localhost,port=9"),
+                 2, "%s", out);
+    cr_expect(strstr(out, "Foreign: -k names a link to rdq's KD connection server (rdkdsrv)"), "%s",
+              out);
+    cr_expect_eq(rdq_run("-premote tcp:port=9,server=localhost,Foreign,password=Secret12"), 2, "%s",
+                 out);
+    cr_expect(strstr(out, "Foreign cannot be used with password"), "%s", out);
+    cr_expect_null(strstr(out, "Secret12"), "the password is shown: %s", out);
+    cr_expect_eq(rdq_run("-QR localhost -via tcp:port=9,server=localhost,Foreign"), 2, "%s", out);
+    cr_expect(strstr(out, "rdq: -via: a broker's query endpoint is tcp, ssl, npipe or spipe, "
+                          "never clicon, hidden or Foreign"),
+              "%s", out);
+    /* rdq's servers speak rdq's session layer: their strings never say Foreign */
+    const char *servers[] = {"rdsrv -t tcp:port=9,Foreign",
+                             "rddbg -server tcp:port=9,Foreign -- true",
+                             "rdkdsrv -t tcp:port=9,Foreign -link tcp:server=localhost,port=9"};
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "timeout 10 %s </dev/null", servers[i]);
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 2, "%s: %s", servers[i], out);
+        cr_expect(strstr(out, "Foreign is for clients"), "%s: %s", servers[i], out);
+    }
+    wait_log("broker.log", "", 0, out, sizeof(out));
+    cr_expect_null(strstr(out, "registered:"), "%s", out);
 }
 
 Test(announce, forward_bad_usage)

@@ -584,6 +584,58 @@ Test(broker, a_listing_past_the_frame_limit_says_what_it_leaves_out)
         rdt_conn_free(c[i]);
 }
 
+/* Registers `reg` (a JSON body) on `c`: the answer's type. */
+static enum rdb_type register_raw(struct rdt_conn *c, const char *reg)
+{
+    struct rdb_reader rd;
+    rdb_reader_init(&rd);
+    enum rdb_type type = 0;
+    json_t *j = json_loads(reg, 0, NULL), *body = NULL;
+    char err[RDT_ERR_MAX];
+    cr_assert_not_null(j, "%s", reg);
+    cr_assert_eq(rdb_send(c, RDB_REGISTER, j, 3000), 0);
+    json_decref(j);
+    cr_assert_eq(rdb_recv(c, &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+    json_decref(body);
+    rdb_reader_free(&rd);
+    return type;
+}
+
+Test(broker, a_foreign_registration_is_listed_with_the_item_foreign)
+{
+    struct rdt_tstring ts = {.proto = RDT_NPIPE, .side = RDT_CLIENT};
+    snprintf(ts.pipe, sizeof(ts.pipe), "%s", br.sock);
+    snprintf(ts.server, sizeof(ts.server), "localhost");
+    struct rdt_conn *c = NULL, *full = NULL;
+    char err[RDT_ERR_MAX], reg[RDT_STRING_MAX + 128];
+    cr_assert_eq(rdt_dial(&c, &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(register_raw(c, "{\"kind\":\"process\",\"advert\":\"tcp:Port=11\","
+                                 "\"foreign\":true}"),
+                 RDB_REGISTERED);
+    cr_expect_eq(register_raw(c, "{\"kind\":\"kd\",\"advert\":\"tcp:Port=12,Foreign\","
+                                 "\"foreign\":true}"),
+                 RDB_REGISTERED);
+    cr_expect_eq(register_raw(c, "{\"kind\":\"process\",\"advert\":\"tcp:Port=13\","
+                                 "\"foreign\":false}"),
+                 RDB_REGISTERED);
+    /* the item must fit in the record, as the rest of the advert does */
+    cr_assert_eq(rdt_dial(&full, &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
+    snprintf(reg, sizeof(reg),
+             "{\"kind\":\"process\",\"advert\":\"tcp:Port=14,D=%0*d\","
+             "\"foreign\":true}",
+             RDT_STRING_MAX - 20, 0);
+    cr_expect_eq(register_raw(full, reg), RDB_ERROR);
+    cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
+    cr_expect_str_eq(out, "Servers on localhost:\n"
+                          "Remote Process Server - tcp:Port=11,Foreign\n"
+                          "Remote Kernel Debugger Server - tcp:Port=12,Foreign\n"
+                          "Remote Process Server - tcp:Port=13\n");
+    cr_expect(test_wait_file(br.log, "tcp:Port=12,Foreign (pid", 0, out, sizeof(out)), "%s", out);
+    cr_expect_eq(test_count(out, ", foreign)"), 2, "%s", out);
+    rdt_conn_free(full);
+    rdt_conn_free(c);
+}
+
 /* ---- One peer's idle connections turn nobody else away ---- */
 
 #define IDLE_CONNS 400

@@ -194,8 +194,8 @@ Test(dnssd, two_brokers_one_host_collision_resolved, .init = with_daemon)
 Test(dnssd, publish_servers_listable_only_and_withdrawn_at_once, .init = with_daemon)
 {
     start_broker(0, "-publish-servers", NULL);
-    unsigned p = test_free_ports(5);
-    char t1[64], t2[64], t3[64], t4[64], pipe[64];
+    unsigned p = test_free_ports(6);
+    char t1[64], t2[64], t3[64], t4[64], pipe[64], foreign[64];
     snprintf(t1, sizeof(t1), "tcp:port=%u", p);
     snprintf(t2, sizeof(t2), "tcp:port=%u,clicon=127.0.0.1", p + 1);
     snprintf(t3, sizeof(t3), "tcp:port=%u,hidden", p + 2);
@@ -206,6 +206,8 @@ Test(dnssd, publish_servers_listable_only_and_withdrawn_at_once, .init = with_da
     const char *a3[] = {"rdsrv", "-t", t3, "-stub", "cat", NULL};
     const char *a4[] = {"rdsrv", "-t", t4, "-stub", "cat", NULL};
     const char *a5[] = {"rdsrv", "-t", pipe, "-stub", "cat", NULL};
+    snprintf(foreign, sizeof(foreign), "tcp:port=%u", p + 5);
+    const char *a7[] = {"rdsrv", "-announce", foreign, "-kind", "kd", "--", "sleep", "100", NULL};
     char slog[160];
     snprintf(slog, sizeof(slog), "%s/servers.log", br[0].dir);
     char t6[64];
@@ -217,16 +219,17 @@ Test(dnssd, publish_servers_listable_only_and_withdrawn_at_once, .init = with_da
     test_spawn(a3, slog, 0);
     test_spawn(a4, slog, 65534); /* not privileged: never listed remotely */
     test_spawn(a5, slog, 0);
-    for (int i = 0; i < 250 && test_count(broker_log(0), "registered:") < 6; i++)
+    test_spawn(a7, slog, 0);
+    for (int i = 0; i < 250 && test_count(broker_log(0), "registered:") < 7; i++)
         usleep(20000);
-    cr_assert_eq(test_count(logbuf, "registered:"), 6, "%s", logbuf);
+    cr_assert_eq(test_count(logbuf, "registered:"), 7, "%s", logbuf);
     cr_assert_eq(test_count(logbuf, "not discoverable"), 1, "%s", logbuf);
-    unsigned want[] = {p, br[0].port, p + 4};
+    unsigned want[] = {p, br[0].port, p + 4, p + 5};
     struct seen rows[16];
     /* the pipe's server is published on the broker's port; hidden, clicon and unprivileged
      * servers, registered before, never */
-    int n = wait_ports(RDB_SERVER_SERVICE, want, 3, true, 8000, rows, 16);
-    cr_assert_eq(n, 3, "avahi-browse sees not exactly the two listable servers: %s", out);
+    int n = wait_ports(RDB_SERVER_SERVICE, want, 4, true, 8000, rows, 16);
+    cr_assert_eq(n, 4, "avahi-browse sees not exactly the listable servers: %s", out);
     char txt[256], name[128];
     snprintf(txt, sizeof(txt), "\"v=1\" \"kind=process\" \"advert=tcp:Port=%u\"", p);
     cr_expect_str_eq(find_port(rows, n, p)->txt, txt);
@@ -236,11 +239,14 @@ Test(dnssd, publish_servers_listable_only_and_withdrawn_at_once, .init = with_da
     cr_expect_str_eq(find_port(rows, n, br[0].port)->txt, txt);
     snprintf(txt, sizeof(txt), "\"v=1\" \"kind=process\" \"advert=tcp:Port=%u,Password=*\"", p + 4);
     cr_expect_str_eq(find_port(rows, n, p + 4)->txt, txt);
+    /* a foreign server's string says so, as its listing does */
+    snprintf(txt, sizeof(txt), "\"v=1\" \"kind=kd\" \"advert=tcp:Port=%u,Foreign\"", p + 5);
+    cr_expect_str_eq(find_port(rows, n, p + 5)->txt, txt);
     /* the server ends: withdrawn at once (browsers drop it within about a second) */
     test_stop(tcp, SIGTERM);
     unsigned gone[] = {p};
     n = wait_ports(RDB_SERVER_SERVICE, gone, 1, false, 5000, rows, 16);
-    cr_assert_eq(n, 2, "the ended server is still published, or another is gone: %s", out);
+    cr_assert_eq(n, 3, "the ended server is still published, or another is gone: %s", out);
     brokers_done();
 }
 

@@ -113,6 +113,16 @@ static const struct valid_row valid[] = {
      "ssl:Proto=tls1,Certuser=\"a,b\",Port=5005,Password=*,Server=box", C},
     {"ssl:proto=tls1.3,certuser=x,server=h,port=53:60", C,
      "ssl:Proto=tls1.3,Certuser=x,Port=53:60,Server=h", C},
+    /* Foreign: a client's, for a server that speaks its own protocol */
+    {"tcp:port=2345,foreign,server=box17", E, "tcp:Port=2345,Foreign,Server=box17", C},
+    {"tcp:Port=2345,Foreign,Server=box17", C, "tcp:Port=2345,Foreign,Server=box17", C},
+    {"TCP:FOREIGN,server=::1,port=1,ipversion=6", E, "tcp:Port=1,Ipversion=6,Foreign,Server=::1",
+     C},
+    {"npipe:pipe=lldb,Foreign,server=.", E, "npipe:Pipe=lldb,Foreign,Server=.", C},
+    {"ssl:proto=tls1,certuser=x,port=7,server=h,fOrEiGn", E,
+     "ssl:Proto=tls1,Certuser=x,Port=7,Foreign,Server=h", C},
+    {"spipe:proto=tls1,certuser=x,pipe=p,server=h,foreign", C,
+     "spipe:Proto=tls1,Certuser=x,Pipe=p,Foreign,Server=h", C},
 };
 
 static const struct invalid_row invalid[] = {
@@ -136,28 +146,51 @@ static const struct invalid_row invalid[] = {
     {"tcp:,port=5005", E, "empty item: remove the extra comma"},
     {"tcp:port=5005,baud=9600", E,
      "unknown item \"baud\" for tcp: tcp takes port, server, clicon, password, hidden, ipversion, "
-     "IcfEnable"},
+     "IcfEnable, Foreign"},
     {"tcp:port=5005, hidden", E,
      "unknown item \" hidden\" for tcp: tcp takes port, server, clicon, password, hidden, "
-     "ipversion, IcfEnable"},
+     "ipversion, IcfEnable, Foreign"},
     {"npipe:pipe=a,port=5", E,
-     "unknown item \"port\" for npipe: npipe takes pipe, server, password, hidden, IcfEnable"},
+     "unknown item \"port\" for npipe: npipe takes pipe, server, password, hidden, IcfEnable, "
+     "Foreign"},
     {"npipe:pipe=a,ipversion=6", E,
      "unknown item \"ipversion\" for npipe: npipe takes pipe, server, password, hidden, "
-     "IcfEnable"},
+     "IcfEnable, Foreign"},
     {"com:port=1,baud=9600,channel=0,Server=h", E,
      "unknown item \"Server\" for com: com takes port, baud, channel, password, hidden"},
     {"spipe:proto=tls1,certuser=c,pipe=p,port=5", E,
      "unknown item \"port\" for spipe: spipe takes proto, certuser, machuser, pipe, server, "
-     "password, hidden"},
+     "password, hidden, Foreign"},
     {"ssl:proto=tls1,certuser=c,port=5,pipe=p", E,
      "unknown item \"pipe\" for ssl: ssl takes proto, certuser, machuser, port, server, clicon, "
-     "password, hidden"},
+     "password, hidden, Foreign"},
     {"tcp:port=5005,port=5006", E, "port: given twice"},
     {"tcp:PORT=1,Port=1", E, "port: given twice"},
     {"npipe:pipe=a,icfenable,IcfEnable", E, "IcfEnable: given twice"},
     {"tcp:port=1,password=a,password=a", E, "password: given twice"},
     {"tcp:port=5005,hidden=yes", E, "hidden takes no value"},
+    {"tcp:port=5005,server=h,Foreign=1", E, "Foreign takes no value"},
+    {"tcp:port=5005,server=h,foreign,Foreign", E, "Foreign: given twice"},
+    /* Foreign: refused where it makes no sense */
+    {"tcp:port=5005,server=h,foreign,password=Secret12", E,
+     "Foreign cannot be used with password: a foreign server checks no rdq password (it is "
+     "reached as it is); leave the password out"},
+    {"tcp:port=5005,server=h,password=*,foreign", C,
+     "Foreign cannot be used with password: a foreign server checks no rdq password (it is "
+     "reached as it is); leave the password out"},
+    {"tcp:port=5005,clicon=h,foreign", E,
+     "Foreign cannot be used with clicon: a foreign server dials no client; use server="},
+    {"tcp:port=5005,foreign", S,
+     "Foreign is for clients: it says that the server speaks its own protocol, and an rdq server "
+     "speaks rdq's (make a foreign server discoverable with rdsrv -announce)"},
+    {"npipe:pipe=p,foreign", S,
+     "Foreign is for clients: it says that the server speaks its own protocol, and an rdq server "
+     "speaks rdq's (make a foreign server discoverable with rdsrv -announce)"},
+    {"tcp:port=5005,foreign", E, "tcp needs server=Host"},
+    {"tcp:port=5005,foreign,hidden", E, "hidden is for servers: a client string does not take it"},
+    {"com:port=1,baud=9600,channel=0,foreign", E,
+     "Foreign is for tcp, ssl, npipe and spipe: a com channel is rdq's own framing of the line, "
+     "which no foreign server speaks"},
     {"tcp:port=5005,IcfEnable=", E, "IcfEnable takes no value"},
     {"tcp:port", E, "port needs a value: port=..."},
     {"tcp:port=", E, "port needs a value: port=..."},
@@ -293,7 +326,7 @@ static const struct invalid_row invalid[] = {
     {"tcp:port=abc,baud=1", E, "port: expected a port 1 to 65535 or a range lo:hi such as 51:60"},
     {"tcp:baud=1,port=abc", E,
      "unknown item \"baud\" for tcp: tcp takes port, server, clicon, password, hidden, ipversion, "
-     "IcfEnable"},
+     "IcfEnable, Foreign"},
 };
 
 #define N_VALID (sizeof valid / sizeof valid[0])
@@ -326,7 +359,8 @@ static bool same_fields(const struct rdt_tstring *a, const struct rdt_tstring *b
            a->baud == b->baud && a->channel == b->channel && a->tls_min == b->tls_min &&
            !strcmp(a->proto_name, b->proto_name) && !strcmp(a->cert, b->cert) &&
            a->machine_store == b->machine_store && a->password_ask == b->password_ask &&
-           a->hidden == b->hidden && a->icf_enable == b->icf_enable && a->ipv6 == b->ipv6;
+           a->hidden == b->hidden && a->icf_enable == b->icf_enable && a->ipv6 == b->ipv6 &&
+           a->foreign == b->foreign;
 }
 
 Test(tstring, valid_rows)
@@ -517,6 +551,40 @@ Test(tstring, fields_flags_and_hosts)
     cr_expect_eq(strlen(ts.server), RDT_HOST_MAX);
 }
 
+Test(tstring, foreign)
+{
+    struct rdt_tstring ts;
+
+    must_parse("tcp:port=2345,server=h,Foreign", RDT_CLIENT, &ts);
+    cr_expect(ts.foreign);
+    cr_expect_eq(ts.side, RDT_CLIENT);
+    must_format(&ts, RDT_FORM_ADVERT, NULL, 0, "tcp:Port=2345,Foreign");
+    must_format(&ts, RDT_FORM_CLIENT, "box17", 0, "tcp:Port=2345,Foreign,Server=box17");
+    must_parse("tcp:port=2345,server=h", RDT_CLIENT, &ts);
+    cr_expect_not(ts.foreign);
+
+    /* a server string with the flag set by its program (rdsrv -announce) lists it so, and
+     * the listed string, with Server=, is a client string again */
+    must_parse("tcp:port=2345:2350,ipversion=6", RDT_SERVER, &ts);
+    ts.foreign = true;
+    must_format(&ts, RDT_FORM_ADVERT, NULL, 0, "tcp:Port=2345:2350,Ipversion=6,Foreign");
+    must_parse("tcp:Port=2345:2350,Ipversion=6,Foreign,Server=box17", RDT_CLIENT, &ts);
+    cr_expect(ts.foreign);
+
+    cr_expect(rdt_string_foreign("tcp:Port=2345,Foreign"));
+    cr_expect(rdt_string_foreign("tcp:foreign,port=2345,server=h"));
+    cr_expect(rdt_string_foreign("ssl:Proto=tls1,Certuser=\"a,b\",Port=1,FOREIGN"));
+    cr_expect_not(rdt_string_foreign("tcp:Port=2345"));
+    cr_expect_not(rdt_string_foreign("tcp:Port=2345,Foreign=1"));
+    cr_expect_not(rdt_string_foreign("tcp:Port=2345,Foreigner"));
+    cr_expect_not(rdt_string_foreign("ssl:Proto=tls1,Certuser=\"x,Foreign\",Port=1"));
+    cr_expect_not(rdt_string_foreign("ssl:Proto=tls1,Certuser=\"x,Foreign"));
+    cr_expect_not(rdt_string_foreign("Foreign"));
+    cr_expect_not(rdt_string_foreign("tcp:"));
+    cr_expect_not(rdt_string_foreign(""));
+    cr_expect_not(rdt_string_foreign(NULL));
+}
+
 Test(format, advert)
 {
     struct rdt_tstring ts;
@@ -659,7 +727,7 @@ Test(tstring, length_limit)
     cr_expect_eq(strlen(in), RDT_STRING_MAX + 4);
     cr_expect_eq(rdt_parse(in, RDT_EITHER, &ts, err, sizeof err), -EINVAL);
     cr_expect_str_eq(err, "unknown item \"certuser\" for tcp: tcp takes port, server, clicon, "
-                          "password, hidden, ipversion, IcfEnable");
+                          "password, hidden, ipversion, IcfEnable, Foreign");
     snprintf(in, sizeof in, "tcp:port=5005,certuser=%s%s", S1000, "ab");
     cr_expect_eq(rdt_parse(in, RDT_EITHER, &ts, err, sizeof err), -EINVAL);
     cr_expect_str_eq(err, "transport string too long: at most 1024 characters");

@@ -473,6 +473,15 @@ struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const 
     return c;
 }
 
+struct rdt_conn *rdt_client_session(struct rdt_conn *next, const struct rdt_tstring *ts,
+                                    enum rdt_role role, const char *password)
+{
+    if (ts->foreign)
+        return next;
+    return rdt_auth_conn(next, role, password && password[0] ? password : ts->password,
+                         RDT_PROTOCOL_VERSION);
+}
+
 void rdt_auth_turn_away(struct rdt_conn *c, const char *why)
 {
     uint8_t frame[HDR_LEN + BODY_MAX];

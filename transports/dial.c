@@ -98,7 +98,8 @@ static void handshake_step(struct rdt_dialer *d)
     }
 }
 
-/* The socket is connected: the TLS and session layers go on top. */
+/* The socket is connected: the TLS and session layers go on top (a Foreign server's stream
+ * starts with its own bytes: no session layer). */
 static void layers_start(struct rdt_dialer *d)
 {
     char err[RDT_ERR_MAX];
@@ -107,8 +108,7 @@ static void layers_start(struct rdt_dialer *d)
         finish(d, rc, err);
         return;
     }
-    d->c = rdt_auth_conn(d->c, d->role, d->password[0] ? d->password : d->ts.password,
-                         RDT_PROTOCOL_VERSION);
+    d->c = rdt_client_session(d->c, &d->ts, d->role, d->password);
     if (!d->c) {
         finish(d, -ENOMEM, "out of memory");
         return;

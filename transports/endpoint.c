@@ -401,7 +401,7 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
     }
     if (rc || (rc = rdt_tls_wrap(&c, ts, err, errlen)))
         return rc;
-    c = rdt_auth_conn(c, role, password ? password : ts->password, RDT_PROTOCOL_VERSION);
+    c = rdt_client_session(c, ts, role, password);
     if (!c)
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
     int64_t left = deadline - rdt_now_ms();
@@ -441,6 +441,6 @@ int rdt_dial_start(struct rdt_conn **out, const struct rdt_tstring *ts, enum rdt
     int rc = rdt_pipe_connect(ts, rdt_now_ms(), &c, err, errlen);
     if (rc)
         return rc;
-    *out = rdt_auth_conn(c, role, ts->password, RDT_PROTOCOL_VERSION);
+    *out = rdt_client_session(c, ts, role, NULL);
     return *out ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
 }

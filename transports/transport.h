@@ -45,12 +45,17 @@ struct rdt_tstring {
     bool password_ask; /* client: Password=* (ask the user) */
     bool hidden;
     bool icf_enable;
-    bool ipv6; /* ipversion=6 */
+    bool ipv6;    /* ipversion=6 */
+    bool foreign; /* client: Foreign, the server speaks its own protocol (no session layer) */
 };
 
 /* Parses and validates `s` as a transport string for `side` (RDT_EITHER: let the string decide).
  * On failure returns -EINVAL and writes a message naming the item and what would fit. */
 int rdt_parse(const char *s, enum rdt_side side, struct rdt_tstring *out, char *err, size_t errlen);
+
+/* Whether a transport string, in any form (a listing's advertised string too), has the item
+ * Foreign: its server is not rdq's and speaks its own protocol from the first byte. */
+bool rdt_string_foreign(const char *s);
 
 /* How rdt_format() writes a string. */
 enum rdt_form {
@@ -224,6 +229,12 @@ enum rdt_role { RDT_ROLE_SERVER, RDT_ROLE_CLIENT, RDT_ROLE_REQUESTER };
  * `version` is normally RDT_PROTOCOL_VERSION (tests pass others). Takes `next` even on failure. */
 struct rdt_conn *rdt_auth_conn(struct rdt_conn *next, enum rdt_role role, const char *password,
                                unsigned version);
+
+/* Stacks what a client string's server speaks first: the session layer (as rdt_auth_conn, with
+ * `password` or else the string's own), or nothing for a Foreign string, whose bytes are relayed
+ * as they are. Takes `next` even on failure; NULL when out of memory. */
+struct rdt_conn *rdt_client_session(struct rdt_conn *next, const struct rdt_tstring *ts,
+                                    enum rdt_role role, const char *password);
 
 /* Turns away a connection that has not started the session layer (the server end): the peer
  * is sent a busy frame instead of the server hello, and its client fails with -EBUSY and the

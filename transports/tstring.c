@@ -31,6 +31,7 @@ enum key_id {
     K_HIDDEN,
     K_IPVERSION,
     K_ICF,
+    K_FOREIGN,
     K_NONE,
 };
 
@@ -77,13 +78,15 @@ struct out {
 
 static const char *const proto_names[] = {"npipe", "tcp", "com", "spipe", "ssl"};
 
-static const enum key_id proto_keys[][9] = {
-    [RDT_NPIPE] = {K_PIPE, K_SERVER, K_PASSWORD, K_HIDDEN, K_ICF, K_NONE},
-    [RDT_TCP] = {K_PORT, K_SERVER, K_CLICON, K_PASSWORD, K_HIDDEN, K_IPVERSION, K_ICF, K_NONE},
-    [RDT_COM] = {K_PORT, K_BAUD, K_CHANNEL, K_PASSWORD, K_HIDDEN, K_NONE},
-    [RDT_SPIPE] = {K_PROTO, K_CERTUSER, K_MACHUSER, K_PIPE, K_SERVER, K_PASSWORD, K_HIDDEN, K_NONE},
-    [RDT_SSL] = {K_PROTO, K_CERTUSER, K_MACHUSER, K_PORT, K_SERVER, K_CLICON, K_PASSWORD, K_HIDDEN,
+static const enum key_id proto_keys[][10] = {
+    [RDT_NPIPE] = {K_PIPE, K_SERVER, K_PASSWORD, K_HIDDEN, K_ICF, K_FOREIGN, K_NONE},
+    [RDT_TCP] = {K_PORT, K_SERVER, K_CLICON, K_PASSWORD, K_HIDDEN, K_IPVERSION, K_ICF, K_FOREIGN,
                  K_NONE},
+    [RDT_COM] = {K_PORT, K_BAUD, K_CHANNEL, K_PASSWORD, K_HIDDEN, K_NONE},
+    [RDT_SPIPE] = {K_PROTO, K_CERTUSER, K_MACHUSER, K_PIPE, K_SERVER, K_PASSWORD, K_HIDDEN,
+                   K_FOREIGN, K_NONE},
+    [RDT_SSL] = {K_PROTO, K_CERTUSER, K_MACHUSER, K_PORT, K_SERVER, K_CLICON, K_PASSWORD, K_HIDDEN,
+                 K_FOREIGN, K_NONE},
 };
 
 static const struct {
@@ -432,6 +435,8 @@ static int set_flag(struct parse *p, enum key_id k, const char *v, bool quoted)
     (void)quoted;
     if (k == K_HIDDEN)
         p->ts->hidden = true;
+    else if (k == K_FOREIGN)
+        p->ts->foreign = true;
     else
         p->ts->icf_enable = true;
     return 0;
@@ -461,6 +466,7 @@ static const struct key_def keys[K_NONE] = {
     [K_HIDDEN] = {"hidden", true, set_flag},
     [K_IPVERSION] = {"ipversion", false, set_ipversion},
     [K_ICF] = {"IcfEnable", true, set_flag},
+    [K_FOREIGN] = {"Foreign", true, set_flag},
 };
 
 /* ---- Items ---------------------------------------------------------------------------------- */
@@ -541,6 +547,9 @@ static int apply_item(struct parse *p, const struct item *it)
     k = find_key(it->key);
     if (k == K_ICF && proto != RDT_TCP && proto != RDT_NPIPE)
         return fail(p, "IcfEnable is for tcp and npipe only");
+    if (k == K_FOREIGN && proto == RDT_COM)
+        return fail(p, "Foreign is for tcp, ssl, npipe and spipe: a com channel is rdq's own "
+                       "framing of the line, which no foreign server speaks");
     if (k == K_NONE || !proto_takes(proto, k))
         return unknown_item(p, it->key);
     if (has(p->seen, k))
@@ -585,6 +594,12 @@ static int check_combos(struct parse *p)
         return fail(p, "clicon servers cannot be hidden");
     if (has(s, K_CLICON) && has(s, K_ICF))
         return fail(p, "IcfEnable cannot be used with clicon");
+    if (has(s, K_FOREIGN) && has(s, K_PASSWORD))
+        return fail(p, "Foreign cannot be used with password: a foreign server checks no rdq "
+                       "password (it is reached as it is); leave the password out");
+    if (has(s, K_FOREIGN) && has(s, K_CLICON))
+        return fail(p, "Foreign cannot be used with clicon: a foreign server dials no client; "
+                       "use server=");
     return 0;
 }
 
@@ -595,7 +610,7 @@ static enum rdt_side derive_side(const struct parse *p)
 
     if (p->asked != RDT_EITHER)
         return p->asked;
-    if (ts->server[0] || (ts->clicon[0] && ts->port_lo != ts->port_hi))
+    if (ts->server[0] || ts->foreign || (ts->clicon[0] && ts->port_lo != ts->port_hi))
         return RDT_CLIENT;
     if (ts->hidden || ts->icf_enable)
         return RDT_SERVER;
@@ -622,6 +637,10 @@ static int check_side(struct parse *p, enum rdt_side side)
                        "without printf codes");
     if (side == RDT_SERVER && ts->password_ask)
         return fail(p, "password: a server sets the password itself; * is for clients");
+    if (side == RDT_SERVER && ts->foreign)
+        return fail(p, "Foreign is for clients: it says that the server speaks its own protocol, "
+                       "and an rdq server speaks rdq's (make a foreign server discoverable with "
+                       "rdsrv -announce)");
     return 0;
 }
 
@@ -648,7 +667,7 @@ static const char *missing(const struct parse *p, enum rdt_side side)
         return "channel=COMChannel (0 to 254)";
     if (side != RDT_CLIENT || proto == RDT_COM || has(p->seen, K_SERVER))
         return NULL;
-    if (!net)
+    if (!net || p->ts->foreign)
         return "server=Host";
     return has(p->seen, K_CLICON) ? NULL : "server=Host or clicon=Host";
 }
@@ -739,6 +758,28 @@ int rdt_parse(const char *s, enum rdt_side side, struct rdt_tstring *out, char *
     return rc;
 }
 
+bool rdt_string_foreign(const char *s)
+{
+    struct parse p = {0};
+    char buf[RDT_STRING_MAX + 1], *cur;
+    struct item it;
+    bool found = false;
+
+    if (!s || strlen(s) > RDT_STRING_MAX)
+        return false;
+    strcpy(buf, s);
+    cur = strchr(buf, ':');
+    if (cur && *++cur) {
+        do {
+            if (split_item(&p, &cur, &it) != 0)
+                break;
+            found = !it.value && find_key(it.key) == K_FOREIGN;
+        } while (!found && it.more);
+    }
+    wipe(buf, sizeof buf);
+    return found;
+}
+
 /* ---- Formatting ----------------------------------------------------------------------------- */
 
 static void vput(struct out *o, const char *fmt, va_list ap)
@@ -821,6 +862,8 @@ static void put_main(struct out *o, const struct rdt_tstring *ts, uint16_t bound
         item(o, "Ipversion=6");
     if (canon && ts->icf_enable)
         item(o, "IcfEnable");
+    if (ts->foreign)
+        item(o, "Foreign");
 }
 
 static void put_own_host(struct out *o, const struct rdt_tstring *ts)

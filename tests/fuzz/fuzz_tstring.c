@@ -60,6 +60,8 @@ static void check_canon(const struct rdt_tstring *parsed)
         memset(ts.password, 0, sizeof ts.password);
     format_ok(&ts, RDT_FORM_CANON, NULL, 0, buf, sizeof buf);
     reparse(buf, ts.side, RDT_FORM_CANON);
+    if (rdt_string_foreign(buf) != ts.foreign)
+        die("Foreign is read otherwise than it was parsed", buf, NULL);
 }
 
 static void check_client(const struct rdt_tstring *ts)
@@ -99,6 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(s, data, size);
     s[size] = '\0';
+    (void)rdt_string_foreign(s); /* any input: it only reads items */
     for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
         if (rdt_parse(s, sides[i], &ts, err, sizeof err) != 0) {
             if (!err[0])
