@@ -55,6 +55,7 @@ int kd_link_parse(const char *s, struct rdt_tstring *ts, char *canon, size_t len
         snprintf(err, errlen, "link %s: %s", shown, strlen(s) > RDT_STRING_MAX ? "too long" : why);
         return -EINVAL;
     }
+    ts->foreign = false; /* a link is raw bytes whether or not its listing says Foreign */
     if (ts->proto == RDT_COM) {
         snprintf(canon, len, "com:Port=%s,Baud=%u", ts->com_port, (unsigned)ts->baud);
         return 0;

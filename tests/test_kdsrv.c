@@ -251,14 +251,19 @@ static void expect_console_only(const char *text)
 
 Test(kdsrv, allow_any_lets_a_client_name_any_link)
 {
-    unsigned p = test_free_ports(2);
+    unsigned p = test_free_ports(3);
     char hostport[64], stub_link[96];
-    snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", p + 1);
-    snprintf(stub_link, sizeof(stub_link), "tcp:server=127.0.0.1,port=%u", p + 1);
-    const char *stub[] = {"gdbserver", hostport, target(), NULL};
-    spawn(stub, "gdbserver");
+    for (unsigned i = 1; i <= 2; i++) { /* one gdbserver for each session */
+        snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", p + i);
+        const char *stub[] = {"gdbserver", hostport, target(), NULL};
+        spawn(stub, "gdbserver");
+    }
     const char *more[] = {"-allow-any", NULL};
     start_kdsrv(p, more, 1);
+    snprintf(stub_link, sizeof(stub_link), "tcp:server=127.0.0.1,port=%u", p + 1);
+    expect_debugged(run_gdb(p, stub_link, out, sizeof(out)), out);
+    /* as a foreign row lists a gdbstub: the same kind of link */
+    snprintf(stub_link, sizeof(stub_link), "tcp:Port=%u,Foreign,Server=127.0.0.1", p + 2);
     expect_debugged(run_gdb(p, stub_link, out, sizeof(out)), out);
 }
 
