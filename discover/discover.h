@@ -64,8 +64,18 @@ void rdd_result_free(struct rdd_result *r);
 uint16_t rdd_broker_port(uint16_t port);
 
 /* Reaches pipe ts->pipe on the other host ts->server through that host's broker (which must run
- * with -relay), then completes the pipe's own session layer with `password` (NULL: the
- * string's). */
+ * with -relay, its query port `port`, 0: rdd_broker_port's), then completes the pipe's own TLS
+ * (spipe) and session layers with `password` (NULL: the string's), all within `timeout_ms`:
+ * on the caller's loop, names through `res`. `cb` gets the ready connection (the caller's then)
+ * or NULL with rc and err; it is called from the loop, never inside this call, and the dial
+ * frees itself after it returns. */
+struct rdd_relay;
+int rdd_relay_dial_async(struct rdd_relay **out, struct event_base *base, struct rdt_resolver *res,
+                         const struct rdt_tstring *ts, const char *password, uint16_t port,
+                         int timeout_ms, rdt_dial_cb cb, void *arg, char *err, size_t errlen);
+/* Stops a relay dial before its callback (which is then never called). Accepts NULL. */
+void rdd_relay_free(struct rdd_relay *r);
+/* The same, waiting for it on a loop of its own. */
 int rdd_relay_dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                    uint16_t port, int timeout_ms, char *err, size_t errlen);
 

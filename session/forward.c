@@ -1,6 +1,8 @@
 /* rdq -premote T -forward [ADDR:]PORT: a local port for debuggers that take only host:port, each
  * accepted connection relayed to the server through a connection of its own to T (TLS and the
- * password stay on this side), all on one loop. */
+ * password stay on this side), all on one loop. tcp, ssl and pipes, this host's or another's
+ * (through its broker), are dialed on the loop; com and clicon are dialed while the others
+ * wait. */
 #include "session.h"
 
 #include "discover.h"
@@ -26,6 +28,8 @@ struct fwd_conn {
     int fd; /* the accepted socket, until the splice takes it */
     char peer[80];
     struct rdt_dialer *dialer;
+    struct rdd_relay *relay; /* a pipe of another host's dial */
+    struct event *watch;     /* while dialing: the peer's end */
     struct rdt_splice *sp;
     LIST_ENTRY(fwd_conn) link;
 };
@@ -109,6 +113,9 @@ static void conn_free(struct fwd_conn *c)
     LIST_REMOVE(c, link);
     c->f->live--;
     rdt_dialer_free(c->dialer);
+    rdd_relay_free(c->relay);
+    if (c->watch)
+        event_free(c->watch);
     rdt_splice_free(c->sp);
     if (c->fd >= 0)
         close(c->fd);
@@ -147,6 +154,10 @@ static void on_dialed(struct rdt_conn *conn, int rc, const char *err, void *arg)
 {
     struct fwd_conn *c = arg;
     c->dialer = NULL;
+    c->relay = NULL;
+    if (c->watch)
+        event_free(c->watch);
+    c->watch = NULL;
     if (!conn) {
         fprintf(stderr, "rdq: forward: connection %u from %s: %s; closed it\n", c->n, c->peer,
                 err && *err ? err : strerror(-rc));
@@ -156,8 +167,28 @@ static void on_dialed(struct rdt_conn *conn, int rc, const char *err, void *arg)
     joined(c, conn);
 }
 
-/* Dials T for one connection: on the loop where the transport layer can (tcp, ssl, this host's
- * pipes); a pipe of another host (through its broker) and com are dialed at once. */
+/* The peer ended its side before the server answered: with nothing sent, it has gone, and its
+ * dial stops. */
+static void on_peer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct fwd_conn *c = arg;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0) { /* it sent what the server is to read, then ended: the dial goes on for it */
+        event_free(c->watch);
+        c->watch = NULL;
+        return;
+    }
+    fprintf(stderr, "rdq: forward: connection %u from %s: gone before the server answered\n", c->n,
+            c->peer);
+    conn_free(c);
+}
+
+/* Dials T for one connection: on the loop where the transport layer can (tcp, ssl, pipes of
+ * this host or, through its broker, of another); com and clicon are dialed at once. */
 static void dial(struct fwd_conn *c)
 {
     struct fwd *f = c->f;
@@ -168,16 +199,21 @@ static void dial(struct fwd_conn *c)
     struct rdt_conn *conn = NULL;
     int rc;
     if (relay) {
-        rc = rdd_relay_dial(&conn, &f->ts, pw, 0, f->o->timeout_ms, err, sizeof(err));
+        rc = rdd_relay_dial_async(&c->relay, f->base, f->res, &f->ts, pw, 0, f->o->timeout_ms,
+                                  on_dialed, c, err, sizeof(err));
     } else if (f->ts.proto == RDT_COM || f->ts.clicon[0]) {
         rc = rdt_dial(&conn, &f->ts, pw, f->o->timeout_ms, err, sizeof(err));
+        on_dialed(conn, rc, err, c);
+        return;
     } else {
         rc = rdt_dial_async(&c->dialer, f->base, f->res, &f->ts, pw, RDT_ROLE_CLIENT,
                             f->o->timeout_ms, 0, on_dialed, c, err, sizeof(err));
-        if (rc == 0)
-            return;
     }
-    on_dialed(conn, rc, err, c);
+    c->watch = rc == 0 ? event_new(f->base, c->fd, EV_CLOSED | EV_PERSIST, on_peer, c) : NULL;
+    if (c->watch)
+        event_add(c->watch, NULL);
+    if (rc)
+        on_dialed(NULL, rc, err, c);
 }
 
 static void take(struct fwd *f, int fd, const struct sockaddr *sa, socklen_t len)

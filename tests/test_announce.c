@@ -3,12 +3,16 @@
 #include "helpers.h"
 #include "tls_certs.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,8 +144,8 @@ static const char *gdb_remote(const char *spec, char *buf, size_t len)
 }
 
 static void expect_debugged(const char *gdb_out);
-static unsigned start_forward(const char *client, const char *listen, const char *name, pid_t *pid,
-                              char *addr, size_t alen);
+static unsigned start_forward(const char *client, const char *listen, const char *timeout,
+                              const char *name, pid_t *pid, char *addr, size_t alen);
 
 /* The program ran under gdbserver, driven by a client that connected to it (no native run
  * makes gdbserver say so), and gdbserver, then rdsrv, exited with it. */
@@ -226,7 +230,7 @@ Test(announce, forward_relays_a_listed_foreign_row_to_plain_gdb)
     pid_t fwd, s = start_gdbserver("gs", &p);
     cr_assert(test_wait_rows("localhost", 1, 5000, out, sizeof(out)), "%s", out);
     listed_client(client, sizeof(client));
-    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    unsigned port = start_forward(client, "0", NULL, "fwd", &fwd, NULL, 0);
     snprintf(spec, sizeof(spec), "localhost:%u", port);
     debug_through(spec, "gs", s);
     cr_expect(wait_log("fwd.log", "ended", 5000, log, sizeof(log)), "%s", log);
@@ -413,12 +417,14 @@ Test(announce, help)
 
 /* ---- rdq -premote -forward ---- */
 
-/* Starts rdq -premote `client` -forward `listen` (log <name>.log) and returns the port it
- * prints in "rdq: forwarding ADDR:PORT to ..."; `addr` gets ADDR. */
-static unsigned start_forward(const char *client, const char *listen, const char *name, pid_t *pid,
-                              char *addr, size_t alen)
+/* Starts rdq -premote `client` -forward `listen` [-timeout `timeout`] (log <name>.log) and
+ * returns the port it prints in "rdq: forwarding ADDR:PORT to ..."; `addr` gets ADDR. */
+static unsigned start_forward(const char *client, const char *listen, const char *timeout,
+                              const char *name, pid_t *pid, char *addr, size_t alen)
 {
-    const char *argv[] = {"rdq", "-premote", client, "-forward", listen, NULL};
+    const char *argv[] = {"rdq", "-premote", client, "-forward", listen, "-timeout", timeout, NULL};
+    if (!timeout)
+        argv[5] = NULL;
     char log[64], buf[4096], a[80] = "";
     snprintf(log, sizeof(log), "%s.log", name);
     *pid = spawn(argv, name);
@@ -476,7 +482,7 @@ Test(announce, forward_lets_plain_gdb_debug_through_ssl_and_a_password)
     char client[256], cmd[2048], log[8192], addr[80];
     pid_t fwd;
     ssl_server(client, sizeof(client), "Secret12");
-    unsigned port = start_forward(client, "0", "fwd", &fwd, addr, sizeof(addr));
+    unsigned port = start_forward(client, "0", NULL, "fwd", &fwd, addr, sizeof(addr));
     cr_expect_str_eq(addr, "127.0.0.1");
     cr_expect_eq(test_run(gdb_cmd(port, 0, cmd, sizeof(cmd)), out, sizeof(out), true), 0, "%s",
                  out);
@@ -500,7 +506,7 @@ Test(announce, forward_serves_two_connections_at_once)
     char client[256], cmd[4200], a[2048], b[2048], log[8192];
     pid_t fwd;
     ssl_server(client, sizeof(client), "Secret12");
-    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    unsigned port = start_forward(client, "0", NULL, "fwd", &fwd, NULL, 0);
     /* both stay stopped in reached for 2 s: their sessions overlap */
     snprintf(cmd, sizeof(cmd), "%s > %s/a.out 2>&1 & %s > %s/b.out 2>&1; wait",
              gdb_cmd(port, 2, a, sizeof(a)), br.dir, gdb_cmd(port, 2, b, sizeof(b)), br.dir);
@@ -525,7 +531,7 @@ Test(announce, forward_closes_a_connection_whose_dial_fails_and_goes_on)
     char client[256], cmd[2048], log[8192];
     pid_t fwd;
     ssl_server(client, sizeof(client), "wrong1");
-    unsigned port = start_forward(client, "0", "fwd", &fwd, NULL, 0);
+    unsigned port = start_forward(client, "0", NULL, "fwd", &fwd, NULL, 0);
     for (int i = 1; i <= 2; i++) {
         snprintf(cmd, sizeof(cmd),
                  "timeout 20 gdb -batch -nx -ex 'set auto-connect-native off' "
@@ -555,16 +561,197 @@ Test(announce, forward_listens_where_it_is_told)
     cr_assert(wait_log("cat.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
     snprintf(client, sizeof(client), "tcp:server=127.0.0.1,port=%u", p);
     pid_t f6, f4;
-    unsigned port6 = start_forward(client, "[::1]:0", "f6", &f6, addr, sizeof(addr));
+    unsigned port6 = start_forward(client, "[::1]:0", NULL, "f6", &f6, addr, sizeof(addr));
     cr_expect_str_eq(addr, "[::1]");
     snprintf(cmd, sizeof(cmd), "echo hello | timeout 10 socat -t 5 - 'TCP6:[::1]:%u'", port6);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
     cr_expect_str_eq(out, "hello\n");
-    unsigned port4 = start_forward(client, "0.0.0.0:0", "f4", &f4, addr, sizeof(addr));
+    unsigned port4 = start_forward(client, "0.0.0.0:0", NULL, "f4", &f4, addr, sizeof(addr));
     cr_expect_str_eq(addr, "0.0.0.0");
     snprintf(cmd, sizeof(cmd), "echo again | timeout 10 socat -t 5 - TCP4:127.0.0.1:%u", port4);
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
     cr_expect_str_eq(out, "again\n");
+}
+
+/* A pipe server (cat, with a password) on this host, reached as a pipe of another host through
+ * the broker's relay, the broker's port seen through a socat relay that holds each connection
+ * while the file hold exists, until the file go does (at most 20 s): a slow way to the broker.
+ * Each connection held adds a line to the file held. Returns the client string in `client`;
+ * the port of the slow way in `slow` (the forward's RDQ_BROKER_PORT). */
+static void slow_broker_way(char *client, size_t len, unsigned *slow)
+{
+    test_broker_stop(&br, SIGTERM);
+    br.extra[0] = "-relay";
+    cr_assert_eq(test_broker_start(&br), 0, "the broker did not start");
+    const char *srv[] = {"rdsrv", "-t", "npipe:pipe=slowpipe,password=Pw12", "-stub", "cat", NULL};
+    spawn(srv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    char script[192], listen[96], relay[256], cmd[256];
+    snprintf(script, sizeof(script), "%s/slow.sh", br.dir);
+    FILE *f = fopen(script, "we");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "cd %s\n"
+            "if [ -e hold ]; then\n"
+            "  echo $$ >>held; n=0\n"
+            "  while [ ! -e go ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n + 1)); done\n"
+            "fi\n"
+            "exec socat - TCP:127.0.0.2:%u\n",
+            br.dir, br.port);
+    fclose(f);
+    *slow = test_free_ports(1);
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.2,reuseaddr,fork", *slow);
+    snprintf(relay, sizeof(relay), "SYSTEM:sh %s", script);
+    const char *argv[] = {"socat", listen, relay, NULL};
+    spawn(argv, "socat");
+    snprintf(cmd, sizeof(cmd), "ss -Htln 'sport = :%u' | grep -q .", *slow);
+    for (int i = 0; i < 100 && test_run(cmd, out, sizeof(out), true) != 0; i++)
+        usleep(20000);
+    /* 127.0.0.2 is not "this host" to rdq: the pipe is reached through that address's broker */
+    snprintf(client, len, "npipe:server=127.0.0.2,pipe=slowpipe,password=Pw12");
+}
+
+/* Starts a forward to `client` whose broker is reached on port `slow`. */
+static unsigned start_slow_forward(const char *client, unsigned slow, pid_t *pid)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%u", slow);
+    setenv("RDQ_BROKER_PORT", port, 1);
+    unsigned p = start_forward(client, "0", "30000", "fwd", pid, NULL, 0);
+    snprintf(port, sizeof(port), "%u", br.port);
+    setenv("RDQ_BROKER_PORT", port, 1);
+    return p;
+}
+
+/* Waits (up to 10 s) until the slow way holds `n` connections. */
+static void wait_held(int n)
+{
+    char path[192], buf[256];
+    snprintf(path, sizeof(path), "%s/held", br.dir);
+    int held = 0;
+    for (int i = 0; i < 500 && held < n; i++) {
+        test_wait_file(path, "", 0, buf, sizeof(buf));
+        held = test_count(buf, "\n");
+        if (held < n)
+            usleep(20000);
+    }
+    cr_assert_eq(held, n, "the slow way holds %d connections, not %d", held, n);
+}
+
+static void touch(const char *name)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", br.dir, name);
+    FILE *f = fopen(path, "we");
+    cr_assert_not_null(f, "%s", path);
+    fclose(f);
+}
+
+static void forget_file(const char *name)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", br.dir, name);
+    cr_assert_eq(unlink(path), 0, "%s", path);
+}
+
+/* Connects to 127.0.0.1:port. */
+static int connect_port(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+    return fd;
+}
+
+/* Reads from fd (up to ms) until the end or until buf holds `want`; what came is in buf. */
+static bool read_until(int fd, const char *want, int ms, char *buf, size_t len)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int waited = 0; waited <= ms && !(want && strstr(buf, want)); waited += 50) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) != 1)
+            continue;
+        ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
+        if (n <= 0)
+            return !want;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    return want && strstr(buf, want);
+}
+
+/* Passes a line through the forward on a connection of its own. */
+static void expect_echoed(unsigned port, const char *line)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "echo %s | timeout 10 socat -t 5 - TCP:127.0.0.1:%u", line, port);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s\n", line);
+    cr_expect_str_eq(out, cmd, "a connection was not served while another dialed");
+}
+
+/* A forward through the slow way, its first connection `a` held there (and hold still there). */
+static unsigned forward_with_a_held_dial(pid_t *fwd, int *a)
+{
+    char client[128];
+    unsigned slow;
+    slow_broker_way(client, sizeof(client), &slow);
+    unsigned port = start_slow_forward(client, slow, fwd);
+    touch("hold");
+    *a = connect_port(port);
+    wait_held(1);
+    return port;
+}
+
+Test(announce, forward_serves_other_connections_while_one_dial_through_a_broker_waits)
+{
+    char buf[256], log[8192];
+    pid_t fwd;
+    int a;
+    unsigned port = forward_with_a_held_dial(&fwd, &a);
+    cr_assert_eq(send(a, "first\n", 6, MSG_NOSIGNAL), 6);
+    forget_file("hold");
+    /* the first connection's dial waits for its broker: a second one gets through meanwhile */
+    expect_echoed(port, "second");
+    cr_expect(wait_log("fwd.log", "connection 2 from", 0, log, sizeof(log)), "%s", log);
+    /* (a connection's first line says it got through, or why it did not) */
+    cr_expect_null(strstr(log, "connection 1 from"), "the first dial was not held: %s", log);
+    /* and the first one is served when its broker answers */
+    touch("go");
+    cr_expect(read_until(a, "first\n", 10000, buf, sizeof(buf)), "got \"%s\"", buf);
+    close(a);
+    cr_expect(wait_log("fwd.log", "connection 1 from 127.0.0.1:", 0, log, sizeof(log)), "%s", log);
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
+}
+
+Test(announce, forward_drops_a_peer_gone_while_dialing_and_ends_with_dials_pending)
+{
+    char buf[256], log[8192];
+    pid_t fwd;
+    int a;
+    unsigned port = forward_with_a_held_dial(&fwd, &a);
+    close(a); /* gone while its dial waits */
+    cr_expect(wait_log("fwd.log", "connection 1 from 127.0.0.1:", 5000, log, sizeof(log)), "%s",
+              log);
+    cr_expect(wait_log("fwd.log", ": gone before the server answered\n", 5000, log, sizeof(log)),
+              "%s", log);
+    int c = connect_port(port);
+    wait_held(2);
+    forget_file("hold");
+    expect_echoed(port, "third");
+    /* a dial still waits for its broker: SIGTERM stops it, and its connection is closed, at
+     * once (the broker's way is still held) */
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 15000), 0, "rdq did not end with SIGTERM");
+    cr_expect(read_until(c, NULL, 5000, buf, sizeof(buf)), "connection 2 was not closed");
+    cr_expect(wait_log("fwd.log", "connection 3 from 127.0.0.1:", 0, log, sizeof(log)), "%s", log);
+    cr_expect_null(strstr(log, "connection 2 from"), "the second dial was not held: %s", log);
+    touch("go");
+    close(c);
 }
 
 /* Runs rdq with `args` (bounded, without a terminal) into out. */

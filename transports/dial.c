@@ -1,7 +1,7 @@
 /* Dialing on the caller's event loop: the name through c-ares, a non-blocking connect to each
- * address in turn, then the TLS and session layers, one deadline for all of it. Many dialers
- * share one loop (and one resolver): a client that asks many hosts waits for the slowest, not
- * for the sum. */
+ * address in turn (or a connection the caller opened, its own opening still to complete), then
+ * the TLS and session layers, one deadline for all of it. Many dialers share one loop (and one
+ * resolver): a client that asks many hosts waits for the slowest, not for the sum. */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -15,7 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-enum stage { RESOLVING, CONNECTING, HANDSHAKE };
+/* OPENING: a stack given by the caller completes its own opening (rdt_dial_over) */
+enum stage { RESOLVING, CONNECTING, OPENING, HANDSHAKE };
 
 struct rdt_dialer {
     struct event_base *base;
@@ -31,7 +32,7 @@ struct rdt_dialer {
     int next_addr;
     struct rdt_conn *c;
     struct event *io, *timer, *soon;
-    char what[RDT_HOST_MAX + 16]; /* HOST:PORT of the address being tried */
+    char what[RDT_HOST_MAX + 64]; /* HOST:PORT of the address being tried, or the given peer */
     char err[RDT_ERR_MAX];        /* why the last address failed */
     int rc;
 };
@@ -140,10 +141,10 @@ static void io_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct rdt_dialer *d = arg;
-    if (d->stage == CONNECTING)
-        connect_step(d);
-    else
+    if (d->stage == HANDSHAKE)
         handshake_step(d);
+    else
+        connect_step(d);
 }
 
 int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len)
@@ -231,6 +232,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                  d->timeout_ms);
     else if (d->stage == CONNECTING) /* nothing answered, not even a refusal */
         snprintf(err, sizeof(err), "tcp: no answer from %s within %d ms", d->what, d->timeout_ms);
+    else if (d->stage == OPENING)
+        snprintf(err, sizeof(err), "no answer from %s within %d ms", d->what, d->timeout_ms);
     else
         rdt_dial_timeout_text(&d->ts, d->timeout_ms, err, sizeof(err));
     finish(d, -ETIMEDOUT, err);
@@ -251,6 +254,31 @@ static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
     return 0;
 }
 
+/* A dialer with its deadline set, nothing started yet. */
+static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_tstring *ts,
+                                     const char *password, enum rdt_role role, int timeout_ms,
+                                     int64_t deadline, rdt_dial_cb cb, void *arg)
+{
+    struct rdt_dialer *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    *d = (struct rdt_dialer){
+        .base = base, .ts = *ts, .role = role, .timeout_ms = timeout_ms, .cb = cb, .arg = arg};
+    snprintf(d->password, sizeof(d->password), "%s", password ? password : "");
+    snprintf(d->what, sizeof(d->what), "%s:%u", ts->server, ts->port_lo);
+    int64_t left = timeout_ms;
+    if (deadline && deadline - rdt_now_ms() < left)
+        left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    d->timer = evtimer_new(base, timer_cb, d);
+    d->soon = event_new(base, -1, 0, soon_cb, d);
+    if (!d->timer || !d->soon || evtimer_add(d->timer, &tv) != 0) {
+        rdt_dialer_free(d);
+        return NULL;
+    }
+    return d;
+}
+
 int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_resolver *res,
                    const struct rdt_tstring *ts, const char *password, enum rdt_role role,
                    int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
@@ -262,22 +290,8 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
         return rdt_errf(-EPROTONOSUPPORT, err, errlen,
                         "%s: only tcp, ssl and this host's pipes are dialed on a loop",
                         ts->clicon[0] ? "clicon" : rdt_proto_name(ts->proto));
-    struct rdt_dialer *d = calloc(1, sizeof(*d));
-    if (!d)
-        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
-    *d = (struct rdt_dialer){
-        .base = base, .ts = *ts, .role = role, .timeout_ms = timeout_ms, .cb = cb, .arg = arg};
-    snprintf(d->password, sizeof(d->password), "%s", password ? password : "");
-    snprintf(d->what, sizeof(d->what), "%s:%u", ts->server, ts->port_lo);
-    int64_t left = timeout_ms;
-    if (deadline && deadline - rdt_now_ms() < left)
-        left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
-    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
-    d->timer = evtimer_new(base, timer_cb, d);
-    d->soon = event_new(base, -1, 0, soon_cb, d);
-    int rc = d->timer && d->soon && evtimer_add(d->timer, &tv) == 0
-                 ? 0
-                 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+    int rc = d ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
     if (rc == 0 && pipe) {
         rc = pipe_start(d, err, errlen);
     } else if (rc == 0) {
@@ -293,7 +307,26 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
     return 0;
 }
 
-/* ---- Waiting for one dialer: the blocking rdt_dial over tcp and ssl ---- */
+int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                  const char *what, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+    if (!d) {
+        rdt_conn_free(c);
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    }
+    d->c = c;
+    d->stage = OPENING; /* the stack's own opening goes on from the loop */
+    snprintf(d->what, sizeof(d->what), "%s", what);
+    event_active(d->soon, EV_TIMEOUT, 0);
+    *out = d;
+    return 0;
+}
+
+/* ---- Waiting for one dial: the blocking rdt_dial over tcp and ssl, and others' ---- */
 
 struct dial_wait {
     struct event_base *base;
@@ -315,24 +348,22 @@ static void wait_cb(struct rdt_conn *conn, int rc, const char *err, void *arg)
     event_base_loopbreak(w->base);
 }
 
-int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
-                  enum rdt_role role, int timeout_ms, char *err, size_t errlen)
+int rdt_dial_run(struct rdt_conn **out, const struct rdt_dial_run_ops *ops, void *arg, char *err,
+                 size_t errlen)
 {
     *out = NULL;
     struct dial_wait w = {.base = event_base_new(), .err = err, .errlen = errlen};
     struct rdt_resolver *res = NULL;
-    struct rdt_dialer *d = NULL;
     if (!w.base)
         return rdt_errf(-ENOMEM, err, errlen, "cannot create an event loop");
     int rc = rdt_resolver_new(&res, w.base, err, errlen);
     if (rc == 0)
-        rc = rdt_dial_async(&d, w.base, res, ts, password, role, timeout_ms, 0, wait_cb, &w, err,
-                            errlen);
+        rc = ops->start(arg, w.base, res, wait_cb, &w, err, errlen);
     while (rc == 0 && !w.done)
         if (event_base_loop(w.base, EVLOOP_ONCE) < 0)
             break;
     if (rc == 0 && !w.done) {
-        rdt_dialer_free(d);
+        ops->cancel(arg);
         rc = rdt_errf(-EIO, err, errlen, "the event loop failed");
     } else if (rc == 0) {
         rc = w.rc;
@@ -341,4 +372,35 @@ int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const cha
     rdt_resolver_free(res);
     event_base_free(w.base);
     return rc;
+}
+
+/* rdt_dial_wait's dial, as rdt_dial_run starts it. */
+struct dial_args {
+    const struct rdt_tstring *ts;
+    const char *password;
+    enum rdt_role role;
+    int timeout_ms;
+    struct rdt_dialer *d;
+};
+
+static int args_start(void *arg, struct event_base *base, struct rdt_resolver *res, rdt_dial_cb cb,
+                      void *cb_arg, char *err, size_t errlen)
+{
+    struct dial_args *a = arg;
+    return rdt_dial_async(&a->d, base, res, a->ts, a->password, a->role, a->timeout_ms, 0, cb,
+                          cb_arg, err, errlen);
+}
+
+static void args_cancel(void *arg)
+{
+    struct dial_args *a = arg;
+    rdt_dialer_free(a->d);
+}
+
+int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, char *err, size_t errlen)
+{
+    static const struct rdt_dial_run_ops ops = {.start = args_start, .cancel = args_cancel};
+    struct dial_args a = {.ts = ts, .password = password, .role = role, .timeout_ms = timeout_ms};
+    return rdt_dial_run(out, &ops, &a, err, errlen);
 }

@@ -335,6 +335,26 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
                    size_t errlen);
 /* Stops a dialer before its callback (which is then never called). Accepts NULL. */
 void rdt_dialer_free(struct rdt_dialer *d);
+/* The same from a stack the caller connected, `c` (taken, even on failure): the stack first
+ * completes its own opening on the loop (its top layer may have an exchange of its own to make,
+ * as a relay's request to a broker), then the TLS and session layers of `ts` go on top. `what`
+ * names the peer in the message of a timeout before the stack is open ("the broker at H:P"). */
+int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                  const char *what, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
+                  char *err, size_t errlen);
+
+/* Runs one dial that ends through an rdt_dial_cb to its end, on a loop and a resolver of its
+ * own, for callers that wait (rdt_dial over tcp and ssl, a pipe of another host): start()
+ * begins it on `base` with `res`, to call `cb` with `cb_arg` (0, or -errno with err set, the
+ * callback then never called); cancel() stops it if the loop fails before that. */
+struct rdt_dial_run_ops {
+    int (*start)(void *arg, struct event_base *base, struct rdt_resolver *res, rdt_dial_cb cb,
+                 void *cb_arg, char *err, size_t errlen);
+    void (*cancel)(void *arg);
+};
+int rdt_dial_run(struct rdt_conn **out, const struct rdt_dial_run_ops *ops, void *arg, char *err,
+                 size_t errlen);
 
 /* Starts dialing a local pipe (npipe only) without waiting for anything: the session layer is
  * left to the caller's event loop (rdt_conn_open_step, rdt_conn_events). */
