@@ -34,6 +34,7 @@ void kd_client_new(struct rds_kd *k, struct rdt_conn *conn, const char *peer, bo
 {
     struct kd_client *c = calloc(1, sizeof(*c));
     if (!c) {
+        rdt_peers_give(&k->peers, peer);
         rdt_conn_free(conn);
         return;
     }
@@ -66,6 +67,7 @@ void kd_client_free(struct kd_client *c)
         return;
     kd_release(c);
     LIST_REMOVE(c, entry);
+    rdt_peers_give(&c->k->peers, c->peer);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)

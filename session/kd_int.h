@@ -18,6 +18,8 @@
 #define KD_LINGER_MS 500   /* after an error reply to gdb, before the connection ends */
 #define KD_CONNECT_MS 3000 /* for a tcp link to answer */
 #define KD_SERVERS_MAX 16
+#define KD_CLIENTS_MAX 256     /* clients at once, console watchers too ... */
+#define KD_PEER_CLIENTS_MAX 32 /* ... and of one peer (an address) */
 
 /* ---- The splitter: what of a shared line is gdb's and what is console text ---------------- */
 
@@ -133,6 +135,9 @@ struct rds_kd {
     LIST_HEAD(, kd_link) links;
     LIST_HEAD(, kd_client) clients;
     unsigned nclients;
+    struct rdt_peers peers;
+    unsigned turned_away;   /* since the last report of it */
+    int64_t turned_away_at; /* that report's time */
 };
 
 /* kd_client.c */

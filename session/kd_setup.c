@@ -22,6 +22,7 @@ int rds_kd_new(struct rds_kd **out, struct event_base *base, const struct rds_kd
     k->o = *o;
     LIST_INIT(&k->links);
     LIST_INIT(&k->clients);
+    rdt_peers_init(&k->peers, KD_CLIENTS_MAX, KD_PEER_CLIENTS_MAX);
     struct rdt_tstring ts;
     int rc = 0;
     if (o->link)
@@ -41,10 +42,26 @@ static void on_conn(struct rdt_server *srv, struct rdt_conn *conn, const char *p
 {
     (void)srv;
     struct kd_server *s = arg;
-    if (!conn)
+    struct rds_kd *k = s->k;
+    char why[160], line[200];
+    if (!conn) {
         fprintf(stderr, "rdkdsrv: %s\n", err);
-    else
-        kd_client_new(s->k, conn, peer, s->console);
+        return;
+    }
+    if (!rdt_peers_take(&k->peers, peer, rdt_server_caps_peers(srv), why, sizeof(why))) {
+        kd_client_new(k, conn, peer, s->console);
+        return;
+    }
+    int n = snprintf(line, sizeof(line), "ERR %s\n", why);
+    rdt_conn_close_with(conn, line, (size_t)n);
+    k->turned_away++;
+    int64_t now = rdt_now_ms();
+    if (now - k->turned_away_at >= 1000) { /* a flood is reported, not logged line by line */
+        fprintf(stderr, "rdkdsrv: a client from %s turned away (%u since the last report): %s\n",
+                peer, k->turned_away, why);
+        k->turned_away = 0;
+        k->turned_away_at = now;
+    }
 }
 
 static void note(const char *msg, void *arg)
@@ -147,5 +164,6 @@ void rds_kd_free(struct rds_kd *k)
     for (int i = 0; i < k->nservers; i++)
         rdb_server_free(k->servers[i].rs);
     rdt_resolver_free(k->res);
+    rdt_peers_free(&k->peers);
     free(k);
 }

@@ -469,6 +469,19 @@ void test_stop(pid_t pid, int sig)
     forget(pid);
 }
 
+bool test_wait_listening(unsigned port, int ms)
+{
+    char cmd[96], out[256];
+    snprintf(cmd, sizeof(cmd), "ss -Htln 'sport = :%u' | grep -q .", port);
+    for (int waited = 0;; waited += 20) {
+        if (test_run(cmd, out, sizeof(out), true) == 0)
+            return true;
+        if (waited >= ms)
+            return false;
+        usleep(20000);
+    }
+}
+
 int test_wait_exit(pid_t pid, int ms)
 {
     for (int waited = 0; waited <= ms; waited += 10) {

@@ -99,6 +99,8 @@ struct test_broker {
 pid_t test_spawn(const char *const argv[], const char *log, uid_t uid);
 /* Sends `sig` and reaps. */
 void test_stop(pid_t pid, int sig);
+/* Waits up to `ms` until something listens on tcp `port` (ss sees it). */
+bool test_wait_listening(unsigned port, int ms);
 /* Waits up to `ms` for `pid` (a child) to exit: its exit status (128+N for signal N), or -1. */
 int test_wait_exit(pid_t pid, int ms);
 /* Kills (SIGKILL) and reaps every spawned process not stopped yet; test_broker_cleanup does. */

@@ -586,7 +586,7 @@ static void slow_broker_way(char *client, size_t len, unsigned *slow)
     const char *srv[] = {"rdsrv", "-t", "npipe:pipe=slowpipe,password=Pw12", "-stub", "cat", NULL};
     spawn(srv, "srv");
     cr_assert(wait_log("srv.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
-    char script[192], listen[96], relay[256], cmd[256];
+    char script[192], listen[96], relay[256];
     snprintf(script, sizeof(script), "%s/slow.sh", br.dir);
     FILE *f = fopen(script, "we");
     cr_assert_not_null(f);
@@ -604,9 +604,7 @@ static void slow_broker_way(char *client, size_t len, unsigned *slow)
     snprintf(relay, sizeof(relay), "SYSTEM:sh %s", script);
     const char *argv[] = {"socat", listen, relay, NULL};
     spawn(argv, "socat");
-    snprintf(cmd, sizeof(cmd), "ss -Htln 'sport = :%u' | grep -q .", *slow);
-    for (int i = 0; i < 100 && test_run(cmd, out, sizeof(out), true) != 0; i++)
-        usleep(20000);
+    cr_assert(test_wait_listening(*slow, 2000), "socat does not listen");
     /* 127.0.0.2 is not "this host" to rdq: the pipe is reached through that address's broker */
     snprintf(client, len, "npipe:server=127.0.0.2,pipe=slowpipe,password=Pw12");
 }

@@ -358,6 +358,69 @@ Test(kdsrv, a_link_slow_to_connect_holds_up_no_other_client)
     close(dns);
 }
 
+/* A session-layer connection to 127.0.0.1:port. */
+static struct rdt_conn *dial_port(unsigned port)
+{
+    char t[64], err[RDT_ERR_MAX];
+    struct rdt_tstring ts;
+    struct rdt_conn *c = NULL;
+    snprintf(t, sizeof(t), "tcp:server=127.0.0.1,port=%u", port);
+    cr_assert_eq(rdt_parse(t, RDT_CLIENT, &ts, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(rdt_dial(&c, &ts, NULL, 5000, err, sizeof(err)), 0, "%s: %s", t, err);
+    return c;
+}
+
+/* What a connection reads until its end or `needle` (up to 5 s). */
+static void read_for(struct rdt_conn *c, const char *needle, char *buf, size_t len)
+{
+    size_t got = 0, n;
+    buf[0] = '\0';
+    while (got + 1 < len && !strstr(buf, needle) &&
+           rdt_conn_read_wait(c, buf + got, len - 1 - got, &n, 5000) == 0 && n > 0) {
+        got += n;
+        buf[got] = '\0';
+    }
+}
+
+/* One host (127.0.0.2, through a relay) takes every place it may: its next client is turned
+ * away as busy, naming its address, while another host's is served. */
+Test(kdsrv, one_host_cannot_take_every_place)
+{
+    unsigned p = test_free_ports(3), console = p + 1, relay = p + 2;
+    char cons_t[64], listen[96], to[96];
+    snprintf(cons_t, sizeof(cons_t), "tcp:port=%u", console);
+    const char *more[] = {"-link", link_s, "-console", cons_t, NULL};
+    start_kdsrv(p, more, 2);
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", relay);
+    snprintf(to, sizeof(to), "TCP:127.0.0.1:%u,bind=127.0.0.2", console);
+    const char *socat[] = {"socat", listen, to, NULL};
+    spawn(socat, "socat");
+    cr_assert(test_wait_listening(relay, 5000), "socat does not listen");
+    struct rdt_conn *held[32];
+    for (int i = 0; i < 32; i++)
+        held[i] = dial_port(relay); /* watchers of the console, all from 127.0.0.2 */
+    char log[192], buf[4096];
+    snprintf(log, sizeof(log), "%s/rdkdsrv.log", br.dir);
+    cr_assert(
+        test_wait_file(log, "client 32 from 127.0.0.2: console watcher", 10000, out, sizeof(out)),
+        "%s", out);
+    struct rdt_conn *more_c = dial_port(relay);
+    read_for(more_c, "\n", buf, sizeof(buf));
+    cr_expect(strstr(buf, "ERR busy: 32 clients from your address 127.0.0.2, the most one host "
+                          "may have"),
+              "the 33rd client of one host: \"%s\"", buf);
+    rdt_conn_free(more_c);
+    struct rdt_conn *other = dial_port(console); /* from 127.0.0.1 */
+    const char text[] = "console text for another host\r\n";
+    cr_assert_eq(write(line.sa, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    read_for(other, "another host", buf, sizeof(buf));
+    cr_expect(strstr(buf, "console text for another host"), "another host is not served: %s", buf);
+    cr_expect(test_wait_file(log, "turned away", 3000, out, sizeof(out)), "%s", out);
+    rdt_conn_free(other);
+    for (int i = 0; i < 32; i++)
+        rdt_conn_free(held[i]);
+}
+
 Test(kdsrv, bad_links_and_help)
 {
     cr_expect_eq(test_run("rdkdsrv -t tcp:port=1 -link com:port=/dev/ttyS0,baud=9600,channel=1",

@@ -162,9 +162,7 @@ Test(tui, a_late_host_appears_above_without_moving_the_selection)
     char log[160], args[128];
     snprintf(log, sizeof(log), "%s/socat.log", br1.dir);
     pid_t s = test_spawn(argv, log, 0);
-    snprintf(cmd, sizeof(cmd), "ss -Htln 'sport = :%u' | grep -q .", late);
-    for (int i = 0; i < 100 && test_run(cmd, out, sizeof(out), true) != 0; i++)
-        usleep(20000);
+    cr_assert(test_wait_listening(late, 2000), "socat does not listen");
     snprintf(args, sizeof(args), "-host 127.0.0.1:%u -timeout 8000", late);
     browse(args);
     cr_assert(shows("2 shown, 3 hosts (1 asking", 5000), "%s", screen);

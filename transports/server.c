@@ -206,6 +206,11 @@ static bool serves_pipes(const struct rdt_server *srv)
     return srv->ts.proto == RDT_NPIPE || srv->ts.proto == RDT_SPIPE;
 }
 
+bool rdt_server_caps_peers(const struct rdt_server *srv)
+{
+    return !serves_pipes(srv) || srv->cap_users;
+}
+
 /* Why a new connection of `peer` is turned away (NULL: it is not). Root's, on the local socket,
  * never are: nobody can keep root's servers from registering. */
 static const char *busy_reason(const struct rdt_server *srv, const char *peer, bool root)

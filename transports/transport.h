@@ -394,6 +394,26 @@ const struct rdt_bound *rdt_server_bound(const struct rdt_server *srv);
  * user unless asked: every client relayed by a broker has the broker's uid. */
 void rdt_server_cap_users(struct rdt_server *srv);
 
+/* Whether clients of this server are told apart by peer for caps (addresses; pipes' users only
+ * where rdt_server_cap_users was called, as for handshakes). */
+bool rdt_server_caps_peers(const struct rdt_server *srv);
+
+/* Live clients counted by peer (the `peer` a server gives its callback), for a cap in all and
+ * one per peer: no one host or user can take every place. */
+struct rdt_peer_count;
+struct rdt_peers {
+    unsigned total, max_total, max_peer;
+    struct rdt_peer_count *v;
+    size_t n, cap;
+};
+void rdt_peers_init(struct rdt_peers *p, unsigned max_total, unsigned max_peer);
+void rdt_peers_free(struct rdt_peers *p);
+/* Takes a place for `peer` (capped per peer when `per_peer`): NULL, or why not, in `why`, for
+ * the client (busy: ...). Each place taken is given back with rdt_peers_give. */
+const char *rdt_peers_take(struct rdt_peers *p, const char *peer, bool per_peer, char *why,
+                           size_t len);
+void rdt_peers_give(struct rdt_peers *p, const char *peer);
+
 /* A clicon server serves one client; after that client is gone, this dials again. */
 void rdt_server_redial(struct rdt_server *srv);
 
