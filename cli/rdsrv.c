@@ -1,7 +1,9 @@
 /* rdsrv: the process server. Each authenticated client gets its own debug stub speaking on
  * stdio (default gdbserver --once --multi -); the server registers itself with the local broker. */
 #include "rdsrv.h"
+
 #include "broker.h"
+#include "session.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -183,7 +185,9 @@ static pid_t start_app(char **argv, bool suspended)
     return pid;
 }
 
-#define STUB_GRACE_MS 2000 /* after its client leaves, a stub has this long to end */
+#define STUB_GRACE_MS 2000  /* after its client leaves, a stub has this long to end */
+#define CLIENTS_MAX 64      /* clients (each with its stub) at once ... */
+#define PEER_CLIENTS_MAX 16 /* ... and of one peer (an address) */
 
 struct client;
 
@@ -192,6 +196,7 @@ struct server {
     struct event_base *base;
     unsigned clients;
     LIST_HEAD(, client) list;
+    struct rdt_peers peers;
 };
 
 /* A client and its stub, spliced together. */
@@ -205,6 +210,7 @@ struct client {
     bool gone; /* the splice is over */
     bool term_sent;
     uint64_t sent; /* the stub's output the client had when the grace began */
+    char peer[64];
     LIST_ENTRY(client) link;
 };
 
@@ -219,6 +225,7 @@ static void client_free(struct client *c)
     if (c->pid > 0)
         kill(-c->pid, SIGKILL);
     LIST_REMOVE(c, link);
+    rdt_peers_give(&c->s->peers, c->peer);
     rdt_splice_free(c->sp);
     event_free(c->timer);
     free(c);
@@ -318,18 +325,27 @@ static void on_client(struct rdt_server *srv, struct rdt_conn *conn, const char 
         fprintf(stderr, "rdsrv: %s\n", err);
         return;
     }
+    char why[160], reply[200];
+    if (rdt_peers_take(&s->peers, peer, rdt_server_caps_peers(srv), why, sizeof(why))) {
+        fprintf(stderr, "rdsrv: client from %s turned away: %s\n", peer, why);
+        rdt_conn_close_with(conn, reply, rds_gdb_refusal(reply, sizeof(reply), why));
+        rdt_server_redial(srv);
+        return;
+    }
     struct client *c = calloc(1, sizeof(*c));
     int wfd = -1, rfd = -1;
     pid_t pid = c ? spawn_stub(s->o->stub, &wfd, &rfd) : -1;
     if (pid < 0) {
         fprintf(stderr, "rdsrv: client from %s: cannot start the stub: %s\n", peer,
                 strerror(errno));
+        rdt_peers_give(&s->peers, peer);
         free(c);
         rdt_conn_free(conn);
         rdt_server_redial(srv);
         return;
     }
     *c = (struct client){.s = s, .srv = srv, .pid = pid, .n = ++s->clients};
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->timer = evtimer_new(s->base, grace_cb, c);
     rdt_splice_open(&c->sp, s->base, conn, wfd, rfd, on_splice, c);
     LIST_INSERT_HEAD(&s->list, c, link);
@@ -392,6 +408,7 @@ int main(int argc, char **argv)
         o.stub = DEFAULT_STUB;
     struct event_base *base = event_base_new();
     struct server s = {.o = &o, .base = base};
+    rdt_peers_init(&s.peers, CLIENTS_MAX, PEER_CLIENTS_MAX);
     struct rdb_server *rs = NULL;
     char err[RDT_ERR_MAX], desc[RDB_DESC_MAX + 1];
     snprintf(desc, sizeof(desc), "%s", o.desc ? o.desc : "rdsrv");
@@ -424,6 +441,7 @@ int main(int argc, char **argv)
         event_free(sigs[i]);
     while (!LIST_EMPTY(&s.list))
         client_free(LIST_FIRST(&s.list));
+    rdt_peers_free(&s.peers);
     rdb_server_free(rs);
     event_base_free(base);
     return 0;

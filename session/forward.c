@@ -27,6 +27,7 @@ struct fwd_conn {
     unsigned n;
     int fd; /* the accepted socket, until the splice takes it */
     char peer[80];
+    char host[64]; /* its address, for the caps */
     struct rdt_dialer *dialer;
     struct rdd_relay *relay; /* a pipe of another host's dial */
     struct event *watch;     /* while dialing: the peer's end */
@@ -41,7 +42,9 @@ struct fwd {
     char pw[64]; /* asked once for Password=* */
     char shown[RDT_STRING_MAX + RDT_HOST_MAX + 16];
     const struct rds_forward_opts *o;
-    unsigned live, count;
+    unsigned count;
+    struct rdt_peers peers; /* the connections by peer, for the caps */
+    bool per_peer;          /* capped per peer too: not on a loopback listener */
     int lfd;
     LIST_HEAD(, fwd_conn) conns;
 };
@@ -52,6 +55,16 @@ static void addr_text(const struct sockaddr *sa, socklen_t len, char *buf, size_
     char host[64] = "?", port[16] = "?";
     getnameinfo(sa, len, host, sizeof(host), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
     snprintf(buf, size, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* Whether only this host reaches an address: 127.0.0.0/8, ::1, and 127/8 as IPv6 maps it. */
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return sa->sa_family == AF_INET6 &&
+           (IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127));
 }
 
 /* [ADDR:]PORT, ADDR a name or an address ([V6] in brackets); 127.0.0.1 when there is none. */
@@ -104,6 +117,7 @@ static int open_listener(struct fwd *f, char *where, size_t len)
     }
     freeaddrinfo(ai);
     addr_text((struct sockaddr *)&sa, salen, where, len);
+    f->per_peer = !is_loopback((struct sockaddr *)&sa);
     f->lfd = fd;
     return 0;
 }
@@ -111,7 +125,7 @@ static int open_listener(struct fwd *f, char *where, size_t len)
 static void conn_free(struct fwd_conn *c)
 {
     LIST_REMOVE(c, link);
-    c->f->live--;
+    rdt_peers_give(&c->f->peers, c->host);
     rdt_dialer_free(c->dialer);
     rdd_relay_free(c->relay);
     if (c->watch)
@@ -218,19 +232,23 @@ static void dial(struct fwd_conn *c)
 
 static void take(struct fwd *f, int fd, const struct sockaddr *sa, socklen_t len)
 {
-    struct fwd_conn *c = f->live < f->o->max_conns ? calloc(1, sizeof(*c)) : NULL;
-    char peer[80];
+    char peer[80], host[64] = "?", why[160];
     addr_text(sa, len, peer, sizeof(peer));
+    getnameinfo(sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+    const char *busy = rdt_peers_take(&f->peers, host, f->per_peer, why, sizeof(why));
+    struct fwd_conn *c = busy ? NULL : calloc(1, sizeof(*c));
     if (!c) {
-        fprintf(stderr, "rdq: forward: a connection from %s refused: %u are open already\n", peer,
-                f->live);
+        fprintf(stderr, "rdq: forward: a connection from %s refused: %s\n", peer,
+                busy ? busy : "out of memory");
+        if (!busy)
+            rdt_peers_give(&f->peers, host);
         close(fd);
         return;
     }
     *c = (struct fwd_conn){.f = f, .n = ++f->count, .fd = fd};
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    snprintf(c->host, sizeof(c->host), "%s", host);
     LIST_INSERT_HEAD(&f->conns, c, link);
-    f->live++;
     dial(c);
 }
 
@@ -296,6 +314,7 @@ static void run(struct fwd *f)
 int rds_forward(const char *t, const struct rds_forward_opts *o)
 {
     struct fwd f = {.o = o, .lfd = -1};
+    rdt_peers_init(&f.peers, o->max_conns, RDS_FORWARD_PEER_MAX);
     char where[96], err[RDT_ERR_MAX];
     LIST_INIT(&f.conns);
     int rc = prepare(&f, t);
@@ -315,6 +334,7 @@ int rds_forward(const char *t, const struct rds_forward_opts *o)
         event_base_free(f.base);
     if (f.lfd >= 0)
         close(f.lfd);
+    rdt_peers_free(&f.peers);
     explicit_bzero(f.pw, sizeof(f.pw));
     explicit_bzero(f.ts.password, sizeof(f.ts.password));
     return rc;

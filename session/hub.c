@@ -383,6 +383,7 @@ int rds_hub_new(struct rds_hub **out, struct event_base *base, const struct rds_
     h->o.broker = h->broker[0] ? h->broker : NULL;
     h->o.desc = h->desc;
     TAILQ_INIT(&h->clients);
+    rdt_peers_init(&h->peers, HUB_CLIENTS_MAX, HUB_PEER_CLIENTS_MAX);
     who_am_i(h);
     h->reap_ev = event_new(base, -1, 0, on_reap, h);
     h->kill_ev = evtimer_new(base, on_kill_timer, h);
@@ -444,5 +445,6 @@ void rds_hub_free(struct rds_hub *h)
     event_free(h->kill_ev);
     event_free(h->end_ev);
     explicit_bzero(h->control_pw, sizeof(h->control_pw));
+    rdt_peers_free(&h->peers);
     free(h);
 }

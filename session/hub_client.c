@@ -73,6 +73,7 @@ void hub_client_free(struct hub_client *c)
     struct rds_hub *h = c->h;
     TAILQ_REMOVE(&h->clients, c, link);
     h->nclients--;
+    rdt_peers_give(&h->peers, c->peer);
     event_free(c->rev);
     event_free(c->wev);
     event_free(c->timer);
@@ -313,21 +314,26 @@ static void on_join_timeout(evutil_socket_t fd, short what, void *arg)
 void hub_client_new(struct hub_server *via, struct rdt_conn *conn, const char *peer)
 {
     struct rds_hub *h = via->h;
-    if (h->ending || h->nclients >= HUB_CLIENTS_MAX) {
-        uint8_t f[RDS_HDR_LEN + 64];
-        const char *why = h->ending ? "the session is ending" : "too many clients (at most 64)";
+    char busy[160];
+    bool per_peer = !via->rs || rdt_server_caps_peers(via->rs->srv);
+    peer = peer ? peer : "?";
+    const char *why = h->ending ? "the session is ending"
+                                : rdt_peers_take(&h->peers, peer, per_peer, busy, sizeof(busy));
+    if (why) {
+        uint8_t f[RDS_HDR_LEN + sizeof(busy)];
         size_t n = rds_frame(f, RDS_END, why, strlen(why));
         rdt_conn_close_with(conn, f, n);
         return;
     }
     struct hub_client *c = calloc(1, sizeof(*c));
     if (!c) {
+        rdt_peers_give(&h->peers, peer);
         rdt_conn_free(conn);
         return;
     }
     *c = (struct hub_client){.h = h, .via = via, .conn = conn, .id = ++h->next_id};
     c->last = time(NULL);
-    snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     snprintf(c->transport, sizeof(c->transport), "%s", rdt_conn_name(conn));
     rds_reader_init(&c->rd);
     c->out = evbuffer_new();

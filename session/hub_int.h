@@ -12,7 +12,8 @@
 #include <termios.h>
 #include <time.h>
 
-#define HUB_CLIENTS_MAX 64       /* connections at once, joined or joining */
+#define HUB_CLIENTS_MAX 64       /* connections at once, joined or joining ... */
+#define HUB_PEER_CLIENTS_MAX 16  /* ... and of one peer (an address) */
 #define HUB_SERVERS_MAX 32       /* servers over a life, disabled ones included */
 #define HUB_QUEUE_MAX (4u << 20) /* output a client may hold unread before it is dropped */
 #define HUB_INPUT_MAX (1u << 20) /* input the debugger may hold unread before lines are refused */
@@ -83,6 +84,7 @@ struct rds_hub {
     int nservers;
     struct hub_clients clients;
     unsigned nclients, next_id;
+    struct rdt_peers peers; /* the clients by peer, for the caps */
     struct event *reap_ev, *kill_ev, *end_ev;
     struct event *sigs[4];
     /* the end */

@@ -153,18 +153,10 @@ void kd_to_link(struct kd_client *c, const uint8_t *p, size_t n)
 
 /* ---- Attaching ---- */
 
-/* A packet of the remote protocol around `payload`. */
-static void add_packet(struct evbuffer *b, const char *payload)
-{
-    unsigned sum = 0;
-    for (const char *p = payload; *p; p++)
-        sum += (unsigned char)*p;
-    evbuffer_add_printf(b, "$%s#%02x", payload, sum & 0xff);
-}
-
 void kd_refuse(struct kd_client *c, const char *fmt, ...)
 {
     char msg[RDT_ERR_MAX + RDT_STRING_MAX], reply[sizeof(msg) + 8];
+    size_t n;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -175,10 +167,8 @@ void kd_refuse(struct kd_client *c, const char *fmt, ...)
     fprintf(stderr, "rdkdsrv: client %u refused: %s\n", c->n, msg);
     if (c->requested) {
         evbuffer_add_printf(c->out, "ERR %s\n", msg);
-    } else {
-        snprintf(reply, sizeof(reply), "E.%s", msg); /* gdb shows an E.text error's text */
-        evbuffer_add(c->out, "+", 1);
-        add_packet(c->out, reply);
+    } else if ((n = rds_gdb_refusal(reply, sizeof(reply), msg)) > 0) {
+        evbuffer_add(c->out, reply, n); /* gdb shows an E.text error's text */
     }
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     kd_client_close(c);

@@ -68,3 +68,18 @@ int rds_reader_next(struct rds_reader *r, enum rds_type *type, const uint8_t **b
     r->taken = RDS_HDR_LEN + n;
     return 1;
 }
+
+size_t rds_gdb_refusal(char *buf, size_t len, const char *why)
+{
+    char payload[512];
+    unsigned sum = 0;
+    if (len < 8)
+        return 0;
+    snprintf(payload, len - 6 < sizeof(payload) ? len - 6 : sizeof(payload), "E.%s", why);
+    for (char *p = payload; *p; p++) {
+        if (*p == '\n' || *p == '$' || *p == '#' || *p == '}' || *p == '*')
+            *p = ' '; /* one line, and nothing the remote protocol would read as framing */
+        sum += (unsigned char)*p;
+    }
+    return (size_t)snprintf(buf, len, "+$%s#%02x", payload, sum & 0xff);
+}

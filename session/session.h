@@ -39,6 +39,11 @@ enum rds_type {
  * is too long. */
 size_t rds_frame(uint8_t *out, enum rds_type type, const void *body, size_t len);
 
+/* gdb's remote protocol: an ack and a packet `$payload#cs` in `buf` (cut to fit); its length.
+ * rds_gdb_refusal's payload is E.why, which gdb shows as "Remote failure reply: E.why", why
+ * cleared of what the protocol would read as framing. */
+size_t rds_gdb_refusal(char *buf, size_t len, const char *why);
+
 /* Reassembles frames from a stream. */
 struct rds_reader {
     uint8_t buf[RDS_HDR_LEN + RDS_BODY_MAX];
@@ -75,7 +80,8 @@ int rds_pump(struct rdt_conn *c);
  * asked once, at start. Prints "rdq: forwarding ADDR:PORT to T" on stderr, and a line for each
  * connection (through, ended, or why it was closed); runs until SIGINT or SIGTERM. Returns the
  * exit status: 0 after a signal, 1 when it cannot listen, 2 for a bad string or ADDR:PORT. */
-#define RDS_FORWARD_MAX 64
+#define RDS_FORWARD_MAX 64      /* connections at once ... */
+#define RDS_FORWARD_PEER_MAX 16 /* ... and of one peer, on a listener that is not loopback */
 struct rds_forward_opts {
     const char *listen;
     int timeout_ms;

@@ -252,21 +252,36 @@ void test_private_pipe_dir(void)
         setenv("RDQ_PIPE_DIR", d, 1);
 }
 
+int test_connect(struct rdt_conn **out, const char *tstring, const char *password, char *err,
+                 size_t errlen)
+{
+    struct rdt_tstring ts;
+    *out = NULL;
+    int rc = rdt_parse(tstring, RDT_CLIENT, &ts, err, errlen);
+    return rc ? rc : rdt_dial(out, &ts, password, 5000, err, errlen);
+}
+
+int test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms)
+{
+    size_t n = 0, got = 0;
+    int rc = 0;
+    buf[0] = '\0';
+    while (got + 1 < len && !(needle && strstr(buf, needle)) &&
+           (rc = rdt_conn_read_wait(c, buf + got, len - 1 - got, &n, ms)) == 0 && n > 0) {
+        got += n;
+        buf[got] = '\0';
+    }
+    return rc;
+}
+
 int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
               size_t errlen)
 {
-    struct rdt_tstring ts;
-    struct rdt_conn *c = NULL;
-    int rc = rdt_parse(tstring, RDT_CLIENT, &ts, err, errlen);
-    if (rc == 0)
-        rc = rdt_dial(&c, &ts, password, 5000, err, errlen);
+    struct rdt_conn *c;
+    int rc = test_connect(&c, tstring, password, err, errlen);
     if (rc)
         return rc;
-    size_t n = 0, got = 0;
-    while (got + 1 < len &&
-           (rc = rdt_conn_read_wait(c, greet + got, len - 1 - got, &n, 5000)) == 0 && n > 0)
-        got += n;
-    greet[got] = '\0';
+    rc = test_read_until(c, NULL, greet, len, 5000);
     if (rc)
         snprintf(err, errlen, "%s", rdt_conn_error(c));
     rdt_conn_free(c);

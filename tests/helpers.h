@@ -50,6 +50,13 @@ bool test_wait_file(const char *path, const char *needle, int ms, char *buf, siz
 /* A private pipe directory for this test (sets RDQ_PIPE_DIR). */
 void test_private_pipe_dir(void);
 
+/* Parses a client string and dials it (the session layer too, within 5 s): 0 or -errno, with
+ * why in `err`. */
+struct rdt_conn;
+int test_connect(struct rdt_conn **out, const char *tstring, const char *password, char *err,
+                 size_t errlen);
+/* Reads into `buf` until it holds `needle` (NULL: until the end) or a read waits `ms`. */
+int test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms);
 /* Parses a client string and dials it; reads the greeting into `greet`. */
 int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
               size_t errlen);

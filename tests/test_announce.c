@@ -652,15 +652,25 @@ static void forget_file(const char *name)
     cr_assert_eq(unlink(path), 0, "%s", path);
 }
 
-/* Connects to 127.0.0.1:port. */
-static int connect_port(unsigned port)
+/* Connects to 127.0.0.1:port, from the address `from` (NULL: the system's choice). */
+static int connect_from(unsigned port, const char *from)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in src = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
+    if (from)
+        cr_assert(inet_pton(AF_INET, from, &src.sin_addr) == 1 &&
+                      bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0,
+                  "%s: %s", from, strerror(errno));
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
     return fd;
+}
+
+static int connect_port(unsigned port)
+{
+    return connect_from(port, NULL);
 }
 
 /* Reads from fd (up to ms) until the end or until buf holds `want`; what came is in buf. */
@@ -689,6 +699,35 @@ static void expect_echoed(unsigned port, const char *line)
     cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
     snprintf(cmd, sizeof(cmd), "%s\n", line);
     cr_expect_str_eq(out, cmd, "a connection was not served while another dialed");
+}
+
+/* On a network address, a forward caps each peer: one host (127.0.0.2) gets its 16, its 17th is
+ * closed with why in the log, and another host is served. */
+Test(announce, forward_on_a_network_address_caps_each_peer)
+{
+    const char *argv[] = {"rdsrv", "-t", "npipe:pipe=fwdcap", "-stub", "cat", NULL};
+    spawn(argv, "cat");
+    cr_assert(wait_log("cat.log", "0: rdq -premote", 5000, out, sizeof(out)), "%s", out);
+    pid_t fwd;
+    unsigned port = start_forward("npipe:server=localhost,pipe=fwdcap", "0.0.0.0:0", NULL, "fwd",
+                                  &fwd, NULL, 0);
+    int held[16];
+    char log[16384], buf[256];
+    for (int i = 0; i < 16; i++)
+        held[i] = connect_from(port, "127.0.0.2");
+    cr_assert(wait_log("fwd.log", "connection 16 from 127.0.0.2:", 5000, log, sizeof(log)), "%s",
+              log);
+    int more = connect_from(port, "127.0.0.2");
+    cr_expect(read_until(more, NULL, 5000, buf, sizeof(buf)), "the 17th is not closed: %s", buf);
+    cr_expect(wait_log("fwd.log",
+                       "refused: busy: 16 clients from your address 127.0.0.2, the most one host "
+                       "may have",
+                       5000, log, sizeof(log)),
+              "%s", log);
+    close(more);
+    expect_echoed(port, "another-host");
+    for (int i = 0; i < 16; i++)
+        close(held[i]);
 }
 
 /* A forward through the slow way, its first connection `a` held there (and hold still there). */

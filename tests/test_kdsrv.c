@@ -362,24 +362,10 @@ Test(kdsrv, a_link_slow_to_connect_holds_up_no_other_client)
 static struct rdt_conn *dial_port(unsigned port)
 {
     char t[64], err[RDT_ERR_MAX];
-    struct rdt_tstring ts;
-    struct rdt_conn *c = NULL;
+    struct rdt_conn *c;
     snprintf(t, sizeof(t), "tcp:server=127.0.0.1,port=%u", port);
-    cr_assert_eq(rdt_parse(t, RDT_CLIENT, &ts, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(rdt_dial(&c, &ts, NULL, 5000, err, sizeof(err)), 0, "%s: %s", t, err);
+    cr_assert_eq(test_connect(&c, t, NULL, err, sizeof(err)), 0, "%s: %s", t, err);
     return c;
-}
-
-/* What a connection reads until its end or `needle` (up to 5 s). */
-static void read_for(struct rdt_conn *c, const char *needle, char *buf, size_t len)
-{
-    size_t got = 0, n;
-    buf[0] = '\0';
-    while (got + 1 < len && !strstr(buf, needle) &&
-           rdt_conn_read_wait(c, buf + got, len - 1 - got, &n, 5000) == 0 && n > 0) {
-        got += n;
-        buf[got] = '\0';
-    }
 }
 
 /* One host (127.0.0.2, through a relay) takes every place it may: its next client is turned
@@ -405,7 +391,7 @@ Test(kdsrv, one_host_cannot_take_every_place)
         test_wait_file(log, "client 32 from 127.0.0.2: console watcher", 10000, out, sizeof(out)),
         "%s", out);
     struct rdt_conn *more_c = dial_port(relay);
-    read_for(more_c, "\n", buf, sizeof(buf));
+    test_read_until(more_c, "\n", buf, sizeof(buf), 5000);
     cr_expect(strstr(buf, "ERR busy: 32 clients from your address 127.0.0.2, the most one host "
                           "may have"),
               "the 33rd client of one host: \"%s\"", buf);
@@ -413,7 +399,7 @@ Test(kdsrv, one_host_cannot_take_every_place)
     struct rdt_conn *other = dial_port(console); /* from 127.0.0.1 */
     const char text[] = "console text for another host\r\n";
     cr_assert_eq(write(line.sa, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
-    read_for(other, "another host", buf, sizeof(buf));
+    test_read_until(other, "another host", buf, sizeof(buf), 5000);
     cr_expect(strstr(buf, "console text for another host"), "another host is not served: %s", buf);
     cr_expect(test_wait_file(log, "turned away", 3000, out, sizeof(out)), "%s", out);
     rdt_conn_free(other);

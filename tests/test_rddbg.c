@@ -238,6 +238,40 @@ Test(rddbg, a_bad_frame_ends_that_client_only_and_limits_hold)
     rdc_free(b);
 }
 
+/* One host (127.0.0.2, through a relay) takes every place it may: its next client is told why,
+ * and another host still joins and debugs. */
+Test(rddbg, one_host_cannot_take_every_place)
+{
+    char cs[512], relay_cs[96], listen[96], to[96];
+    unsigned port;
+    start_tcp(NULL, NULL, cs, sizeof(cs), &port);
+    unsigned relay = test_free_ports(1);
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", relay);
+    snprintf(to, sizeof(to), "TCP:127.0.0.1:%u,bind=127.0.0.2", port);
+    const char *socat[] = {"socat", listen, to, NULL};
+    char socat_log[192];
+    snprintf(socat_log, sizeof(socat_log), "%s/socat.log", br.dir);
+    cr_assert_gt(test_spawn(socat, socat_log, 0), 0);
+    cr_assert(test_wait_listening(relay, 5000), "socat does not listen");
+    snprintf(relay_cs, sizeof(relay_cs), "tcp:server=127.0.0.1,port=%u", relay);
+    struct rdc *held[16];
+    for (int i = 0; i < 16; i++)
+        held[i] = join(relay_cs, "flood", true, NULL);
+    char err[512];
+    struct rdc *more = rdc_join(relay_cs, "more", true, NULL, err, sizeof(err));
+    cr_expect_null(more, "a 17th client of one host joined");
+    cr_expect(strstr(err, "busy: 16 clients from your address 127.0.0.2, the most one host may "
+                          "have"),
+              "%s", err);
+    rdc_free(more);
+    struct rdc *a = join(cs, "alice", false, NULL); /* from 127.0.0.1 */
+    rdc_line(a, "print 6*7");
+    cr_expect(rdc_wait(a, "= 42", WAIT_MS), "another host is not served: %s", a->text);
+    rdc_free(a);
+    for (int i = 0; i < 16; i++)
+        rdc_free(held[i]);
+}
+
 /* ---- rddbg's own commands ---- */
 
 Test(rddbg, servers_and_endsrv_change_the_rows_and_the_listing_at_once)

@@ -281,6 +281,41 @@ Test(rdsrv, premote_reaches_an_npipe_server)
     stop(s);
 }
 
+/* One host (127.0.0.2, through a relay) takes every place it may: its next client gets why as
+ * gdb shows it, while another host is served. */
+Test(rdsrv, one_host_cannot_take_every_place)
+{
+    unsigned p = test_free_ports(2), relay = p + 1;
+    char t[64], listen[96], to[96], cs[64], err[RDT_ERR_MAX], buf[512], log[4096];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", relay);
+    snprintf(to, sizeof(to), "TCP:127.0.0.1:%u,bind=127.0.0.2", p);
+    const char *socat[] = {"socat", listen, to, NULL};
+    pid_t relay_pid = spawn(socat, "socat");
+    cr_assert(test_wait_listening(relay, 5000), "socat does not listen");
+    snprintf(cs, sizeof(cs), "tcp:server=127.0.0.1,port=%u", relay);
+    struct rdt_conn *held[16], *more;
+    for (int i = 0; i < 16; i++)
+        cr_assert_eq(test_connect(&held[i], cs, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert(wait_log("srv.log", "client 16 from 127.0.0.2: stub pid", 5000, log, sizeof(log)),
+              "%s", log);
+    cr_assert_eq(test_connect(&more, cs, NULL, err, sizeof(err)), 0, "%s", err);
+    test_read_until(more, NULL, buf, sizeof(buf), 5000);
+    cr_expect(strstr(buf, "+$E.busy: 16 clients from your address 127.0.0.2, the most one host "
+                          "may have#"),
+              "the 17th client of one host: \"%s\"", buf);
+    rdt_conn_free(more);
+    snprintf(cs, sizeof(cs), "tcp:server=127.0.0.1,port=%u", p); /* from 127.0.0.1 */
+    expect_echo(cs);
+    for (int i = 0; i < 16; i++)
+        rdt_conn_free(held[i]);
+    stop(relay_pid);
+    stop(s);
+}
+
 Test(rdsrv, premote_carries_a_flood_both_ways_at_once)
 {
     /* 64 MB through a stub that echoes it as it comes: all of it comes back while both

@@ -156,19 +156,19 @@ Test(remote, in_a_terminal_typing_interrupting_and_leaving)
              "tmux -L %s new-session -d -s t -x 150 -y 40 \"rdq -remote %s; echo EXIT=\\$? >%s\"",
              sock, cs, path);
     cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
-    cr_assert(shows("joined (1 clients)", 5000), "%s", screen);
+    cr_assert(shows("joined (1 clients)", 15000), "%s", screen);
     keys("run Enter");
-    cr_assert(shows("spinning", 5000), "%s", screen);
+    cr_assert(shows("spinning", 15000), "%s", screen);
     usleep(100000);
     keys("C-c"); /* the terminal's interrupt goes to the debugger, not to rdq */
-    cr_expect(shows("Program received signal SIGINT", 5000), "%s", screen);
+    cr_expect(shows("Program received signal SIGINT", 15000), "%s", screen);
     keys("'print spins > 0' Enter");
-    cr_expect(shows("$1 = 1", 5000), "%s", screen);
+    cr_expect(shows("$1 = 1", 15000), "%s", screen);
     keys("C-d");
     cr_expect(test_wait_file(path, "EXIT=0", 5000, out, sizeof(out)), "%s", out);
     /* leaving ended nothing: the session goes on for the next client */
     const char *c = client("after", "", "echo 'print 1+1'; sleep 1");
-    cr_expect(file_has(c, "= 2", 5000), "%s", out);
+    cr_expect(file_has(c, "= 2", 15000), "%s", out);
 }
 
 Test(remote, an_observer_cannot_change_the_servers)
