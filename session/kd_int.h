@@ -23,7 +23,10 @@
 
 /* ---- The splitter: what of a shared line is gdb's and what is console text ---------------- */
 
-#define KD_QUIET_MS 200 /* a packet's bytes come at once; a held '$' quiet this long is text */
+#define KD_QUIET_MS 200 /* a packet's bytes come at once; a held '$' quiet this long is text, */
+#define KD_HOLD_BYTES                                                                              \
+    16384 /* as is one held longer than this many bytes take at the line's speed (and the quiet)   \
+           */
 
 /* A packet's data ends at its '#': '}' escapes no '#' (an escaped byte is never '#'), and '*'
  * is followed by a count (which may be '}', even just before the '#'). */
@@ -35,6 +38,7 @@ struct kd_split {
     size_t hlen, hcap;
     unsigned sum, sum_got; /* the bytes' sum, and the checksum's first digit */
     unsigned acks;         /* gdb packets sent that the target has not acknowledged ('+' or '-') */
+    unsigned starts;       /* '$'s held so far: a new one starts its own time */
 };
 
 /* Gets each run of bytes: `gdb` for packets and acks, else console text. */
@@ -70,6 +74,7 @@ struct kd_link {
     struct event *rev, *wev;
     struct evbuffer *out;    /* to the link */
     struct event *quiet;     /* gives held text back to the console */
+    int64_t hold_since;      /* when the '$' held now came */
     struct kd_client *owner; /* the gdb client it serves, if any */
     struct kd_split split;
     bool kept; /* a console link: open for the server's life */

@@ -19,8 +19,12 @@
 static void link_fail(struct kd_link *l, const char *why)
 {
     fprintf(stderr, "rdkdsrv: link %s: %s\n", l->name, why);
-    if (l->owner)
-        kd_client_close(l->owner); /* which lets go of the link */
+    struct kd_client *owner = l->owner;
+    l->owner = NULL;
+    if (owner) {
+        owner->link = NULL; /* the link is closed here, once */
+        kd_client_close(owner);
+    }
     if (l->k->console == l)
         l->k->console = NULL;
     LIST_REMOVE(l, entry);
@@ -53,6 +57,24 @@ static void from_link(void *arg, bool gdb, const uint8_t *p, size_t n)
     }
 }
 
+/* Held text goes to the console after KD_QUIET_MS of quiet, or once held as long as
+ * KD_HOLD_BYTES take on the line (a console that never pauses does not hold it back for
+ * long); `fresh`: a new '$' is held. */
+static void hold_timer(struct kd_link *l, bool fresh)
+{
+    if (!kd_split_holding(&l->split)) {
+        evtimer_del(l->quiet);
+        return;
+    }
+    int64_t now = rdt_now_ms(), baud = l->ts.baud ? (int64_t)l->ts.baud : 115200;
+    if (fresh)
+        l->hold_since = now;
+    int64_t left = KD_QUIET_MS + KD_HOLD_BYTES * 10 * 1000 / baud - (now - l->hold_since);
+    int64_t ms = left < 0 ? 0 : left < KD_QUIET_MS ? left : KD_QUIET_MS;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000 * 1000)};
+    evtimer_add(l->quiet, &tv);
+}
+
 /* Reads once; false when the link was closed. */
 static bool link_read(struct kd_link *l)
 {
@@ -65,12 +87,9 @@ static bool link_read(struct kd_link *l)
         return false;
     }
     if (l->ser) {
+        unsigned starts = l->split.starts;
         kd_split_link(&l->split, buf, (size_t)n, from_link, l);
-        struct timeval tv = {.tv_sec = 0, .tv_usec = KD_QUIET_MS * 1000};
-        if (kd_split_holding(&l->split))
-            evtimer_add(l->quiet, &tv); /* from the last byte */
-        else
-            evtimer_del(l->quiet);
+        hold_timer(l, starts != l->split.starts);
     } else
         from_link(l, true, buf, (size_t)n); /* a gdbstub: all of it is gdb's */
     return true;
@@ -126,6 +145,7 @@ void kd_release(struct kd_client *c)
     if (!l || l->owner != c)
         return;
     l->owner = NULL;
+    l->split.acks = 0; /* what gdb left unacknowledged: the '+' and '-' that follow are text */
     fprintf(stderr, "rdkdsrv: link %s is free\n", l->name);
     if (l->kept) {
         kd_link_rearm(l);

@@ -75,7 +75,10 @@ static bool hold(struct kd_split *s, uint8_t c)
 
 static int hex(uint8_t c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20; /* a stub may write its checksum in capitals */
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* One held byte: false when it ended the run as text, to be held no more (the caller then
@@ -111,6 +114,7 @@ static bool held_byte(struct kd_split *s, uint8_t c, kd_emit_cb emit, void *arg)
 
 static void start(struct kd_split *s)
 {
+    s->starts++;
     s->st = SPLIT_PACKET;
     s->sum = 0;
     s->hlen = 0;

@@ -85,6 +85,13 @@ Test(kdsplit, a_prompt_is_given_back_after_a_quiet_spell)
     cr_expect_str_eq(k.console, "login: root\r\nroot@target:~$ ls\r\n");
 }
 
+Test(kdsplit, a_checksum_in_capitals_checks)
+{
+    line("$S05#B8", 3);
+    cr_expect_str_eq(k.gdb, "$S05#B8");
+    cr_expect_str_eq(k.console, "");
+}
+
 Test(kdsplit, escaped_bytes_count_in_the_checksum)
 {
     /* "}\x03" is '#' escaped; the sum covers the escape as sent */

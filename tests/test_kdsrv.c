@@ -407,6 +407,57 @@ Test(kdsrv, one_host_cannot_take_every_place)
         rdt_conn_free(held[i]);
 }
 
+/* Held text comes out while the console goes on: a '$' is held no longer than a packet could
+ * take on the line, however busy the console is. */
+Test(kdsrv, a_dollar_on_a_console_that_never_pauses_is_not_held_back)
+{
+    unsigned p = test_free_ports(2);
+    char cons_t[64], buf[65536], text[128];
+    snprintf(cons_t, sizeof(cons_t), "tcp:port=%u", p + 1);
+    const char *more[] = {"-link", link_s, "-console", cons_t, NULL};
+    start_kdsrv(p, more, 2);
+    struct rdt_conn *w = dial_port(p + 1);
+    const char price[] = "price $5 today\r\n";
+    cr_assert_eq(write(line.sa, price, sizeof(price) - 1), (ssize_t)sizeof(price) - 1);
+    size_t got = 0, n;
+    buf[0] = '\0';
+    bool seen = false;
+    for (int i = 0; i < 40 && !seen; i++) { /* a line every 100 ms for 4 s, never a pause */
+        int len = snprintf(text, sizeof(text), "[%4d] busy console\r\n", i);
+        cr_assert_eq(write(line.sa, text, (size_t)len), len);
+        if (rdt_conn_read_wait(w, buf + got, sizeof(buf) - 1 - got, &n, 100) == 0)
+            got += n;
+        buf[got] = '\0';
+        seen = strstr(buf, "price $5 today\r\n[") != NULL;
+    }
+    cr_expect(seen, "the text after a '$' waited for the console to pause: %s", buf);
+    rdt_conn_free(w);
+}
+
+/* A named tcp link whose stub goes away: its client is ended and the server goes on. */
+Test(kdsrv, a_link_that_closes_ends_its_client_only)
+{
+    unsigned p = test_free_ports(2);
+    char listen[96], k[96], cmd[512];
+    snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", p + 1);
+    const char *once[] = {"socat", listen, "SYSTEM:sleep 0.3", NULL};
+    spawn(once, "socat");
+    cr_assert(test_wait_listening(p + 1, 5000), "socat does not listen");
+    const char *more[] = {"-link", link_s, "-allow-any", NULL};
+    start_kdsrv(p, more, 1);
+    snprintf(k, sizeof(k), "tcp:server=127.0.0.1,port=%u", p + 1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "sleep 2 | timeout 10 rdq -premote tcp:server=127.0.0.1,port=%u -k %s", p, k);
+        cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    }
+    char log[192];
+    snprintf(log, sizeof(log), "%s/rdkdsrv.log", br.dir);
+    cr_expect(test_wait_file(log, "closed by the other end", 3000, out, sizeof(out)), "%s", out);
+    stub_on_line(); /* and the next client is served */
+    expect_debugged(run_gdb(p, NULL, out, sizeof(out)), out);
+}
+
 Test(kdsrv, bad_links_and_help)
 {
     cr_expect_eq(test_run("rdkdsrv -t tcp:port=1 -link com:port=/dev/ttyS0,baud=9600,channel=1",
