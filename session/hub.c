@@ -333,6 +333,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             }
     } else if (sig == SIGINT && h->tty && h->console) {
         hub_interrupt_from(h, NULL);
+    } else if (sig == SIGWINCH) {
+        hub_pty_resize(h);
     } else {
         stop_debugger(h);
     }
@@ -408,8 +410,8 @@ int rds_hub_start(struct rds_hub *h, char *const argv[], char *err, size_t errle
 
 int rds_hub_run(struct rds_hub *h)
 {
-    static const int sigs[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 4; i++) {
+    static const int sigs[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+    for (int i = 0; i < 5; i++) {
         h->sigs[i] = evsignal_new(h->base, sigs[i], on_signal, h);
         event_add(h->sigs[i], NULL);
     }
@@ -438,7 +440,7 @@ void rds_hub_free(struct rds_hub *h)
     }
     hub_pty_close(h);
     console_close(h);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (h->sigs[i])
             event_free(h->sigs[i]);
     event_free(h->reap_ev);

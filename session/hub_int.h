@@ -86,7 +86,7 @@ struct rds_hub {
     unsigned nclients, next_id;
     struct rdt_peers peers; /* the clients by peer, for the caps */
     struct event *reap_ev, *kill_ev, *end_ev;
-    struct event *sigs[4];
+    struct event *sigs[5];
     /* the end */
     bool ending;
     int status; /* rddbg's exit status */
@@ -108,6 +108,8 @@ unsigned hub_joined(const struct rds_hub *h);
 int hub_pty_start(struct rds_hub *h, char *const argv[], char *err, size_t errlen);
 int hub_pty_send(struct rds_hub *h, const char *line); /* -ENOBUFS when the debugger lags */
 void hub_pty_interrupt(struct rds_hub *h);
+/* The local terminal's window changed: the debugger's follows (SIGWINCH). */
+void hub_pty_resize(struct rds_hub *h);
 void hub_pty_drain(struct rds_hub *h);
 void hub_pty_close(struct rds_hub *h);
 

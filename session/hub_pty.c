@@ -118,6 +118,14 @@ static void window_size(const struct rds_hub *h, struct winsize *ws)
         *ws = local;
 }
 
+void hub_pty_resize(struct rds_hub *h)
+{
+    struct winsize ws;
+    window_size(h, &ws);
+    if (h->tty && h->master >= 0)
+        ioctl(h->master, TIOCSWINSZ, &ws); /* the kernel tells the debugger (SIGWINCH) */
+}
+
 /* In the child: the debugger, or the reason it could not start through `efd`. */
 static void exec_debugger(char *const argv[], int efd, bool tty)
 {

@@ -83,6 +83,7 @@ struct kd_link {
     struct rdt_lookup *lookup;
     struct rdt_addrs addrs;
     int next_addr, rc;
+    int64_t until; /* the deadline */
     struct event *cev, *deadline;
     LIST_ENTRY(kd_link) entry;
 };

@@ -90,11 +90,12 @@ static void try_next(struct kd_link *l);
 
 static void connected_cb(evutil_socket_t fd, short what, void *arg)
 {
-    (void)what;
     struct kd_link *l = arg;
     int e = 0, one = 1;
     socklen_t el = sizeof(e);
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+    if (what & EV_TIMEOUT)
+        e = ETIMEDOUT; /* this address's share of the time: the next one's turn */
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
         e = errno;
     event_free(l->cev);
     l->cev = NULL;
@@ -127,9 +128,15 @@ static void try_next(struct kd_link *l)
             close(fd);
             continue;
         }
+        /* each address but the last gets its share of the time left: one that drops the
+         * connection silently does not use up the others' */
+        int left = l->addrs.n - l->next_addr;
+        int64_t share = (l->until - rdt_now_ms()) / (left + 1);
+        struct timeval tv = {.tv_sec = (time_t)(share / 1000),
+                             .tv_usec = (suseconds_t)(share % 1000 * 1000)};
         l->fd = fd;
         l->cev = event_new(l->k->base, fd, EV_WRITE, connected_cb, l);
-        if (l->cev && event_add(l->cev, NULL) == 0)
+        if (l->cev && event_add(l->cev, left && share > 0 ? &tv : NULL) == 0)
             return;
         tcp_done(l, -ENOMEM, NULL);
         return;
@@ -165,6 +172,7 @@ static int open_tcp(struct kd_link *l, char *err, size_t errlen)
     if (!k->res && rdt_resolver_new(&k->res, k->base, err, errlen) != 0)
         return -ENOMEM;
     l->connecting = true;
+    l->until = rdt_now_ms() + KD_CONNECT_MS;
     l->deadline = evtimer_new(k->base, deadline_cb, l);
     l->lookup =
         l->deadline ? rdt_lookup_addrs(k->res, l->ts.server, l->ts.ipv6, resolved_cb, l) : NULL;

@@ -171,6 +171,27 @@ Test(remote, in_a_terminal_typing_interrupting_and_leaving)
     cr_expect(file_has(c, "= 2", 15000), "%s", out);
 }
 
+/* rddbg with its console in a terminal: the debugger's window follows the terminal's. */
+Test(remote, the_debugger_follows_the_consoles_window)
+{
+    port = test_free_ports(1);
+    snprintf(cmd, sizeof(cmd),
+             "tmux -L %s new-session -d -s t -x 150 -y 40 \"rddbg -server tcp:port=%u -- gdb -q "
+             "-nx\"",
+             sock, port);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_assert(shows("(gdb)", 15000), "%s", screen);
+    keys("'show width' Enter");
+    cr_expect(shows("in a line is 150.", 15000), "%s", screen);
+    snprintf(cmd, sizeof(cmd), "tmux -L %s resize-window -t t -x 120 -y 30", sock);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    usleep(500000); /* the terminal's SIGWINCH, then the debugger's, before the next line */
+    keys("'show width' Enter");
+    cr_expect(shows("in a line is 120.", 15000), "the window did not follow: %s", screen);
+    keys("'show height' Enter");
+    cr_expect(shows("in a page is 30.", 15000), "%s", screen);
+}
+
 Test(remote, an_observer_cannot_change_the_servers)
 {
     rddbg(getenv("RDQ_TARGET"), false);
