@@ -52,7 +52,7 @@ static void on_console_out(evutil_socket_t fd, short what, void *arg)
         evbuffer_drain(h->cout, evbuffer_get_length(h->cout)); /* stdout is gone */
 }
 
-/* A terminal or a file takes what is written at once; a pipe or a socket may not. */
+/* A file takes what is written at once; a terminal, a pipe or a socket may not. */
 static void write_direct(const void *buf, size_t len)
 {
     const char *p = buf;
@@ -200,6 +200,7 @@ static void console_tty(struct rds_hub *h)
 
 static void console_open(struct rds_hub *h)
 {
+    h->tty_out = -1;
     h->console = !h->o.noio;
     if (!h->console)
         return;
@@ -207,7 +208,11 @@ static void console_open(struct rds_hub *h)
     struct stat st;
     h->cout = evbuffer_new();
     h->in_buf = evbuffer_new();
-    if (fstat(1, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    const char *tty = isatty(1) ? ttyname(1) : NULL;
+    h->tty_out = tty ? open(tty, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC) : -1;
+    if (h->tty_out >= 0) { /* Ctrl-S on it holds its output, never the session */
+        h->out_ev = event_new(h->base, h->tty_out, EV_WRITE | EV_PERSIST, on_console_out, h);
+    } else if (fstat(1, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
         h->out_ev = event_new(h->base, 1, EV_WRITE | EV_PERSIST, on_console_out, h);
     }
@@ -220,7 +225,11 @@ static void console_open(struct rds_hub *h)
 
 static void console_close(struct rds_hub *h)
 {
-    if (h->cout) { /* stdout is shared with the shell: blocking again, whatever is left */
+    if (h->tty_out >= 0) { /* what the terminal takes of what is left */
+        evbuffer_write(h->cout, h->tty_out);
+        close(h->tty_out);
+        h->tty_out = -1;
+    } else if (h->cout) { /* stdout is shared with the shell: blocking again, what is left */
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
         if (evbuffer_get_length(h->cout))
             evbuffer_write(h->cout, 1);
@@ -376,7 +385,7 @@ int rds_hub_new(struct rds_hub **out, struct event_base *base, const struct rds_
         return -ENOMEM;
     h->base = base;
     h->o = *o;
-    h->master = -1;
+    h->master = h->tty_out = -1;
     snprintf(h->control_pw, sizeof(h->control_pw), "%s",
              o->control_password ? o->control_password : "");
     snprintf(h->broker, sizeof(h->broker), "%s", o->broker ? o->broker : "");

@@ -78,6 +78,7 @@ struct rds_hub {
     bool in_polled; /* stdin can be polled (a terminal, a pipe, a socket) */
     struct termios saved;
     struct event *in_ev, *out_ev;
+    int tty_out; /* the console's terminal opened anew, non-blocking (the shell's stays as it is) */
     struct evbuffer *in_buf, *cout;
     /* servers and clients */
     struct hub_server *servers[HUB_SERVERS_MAX];

@@ -192,6 +192,27 @@ Test(remote, the_debugger_follows_the_consoles_window)
     cr_expect(shows("in a page is 30.", 15000), "%s", screen);
 }
 
+/* Ctrl-S on rddbg's own terminal holds its output there, not the session. */
+Test(remote, a_console_held_by_ctrl_s_holds_up_no_client)
+{
+    port = test_free_ports(1);
+    snprintf(cmd, sizeof(cmd),
+             "tmux -L %s new-session -d -s t -x 150 -y 40 \"rddbg -server tcp:port=%u -- gdb -q "
+             "-nx\"",
+             sock, port);
+    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_assert(shows("(gdb)", 15000), "%s", screen);
+    keys("C-s");
+    snprintf(cs, sizeof(cs), "tcp:server=127.0.0.1,port=%u", port);
+    const char *c = client("held", "",
+                           "echo 'print 6*7'; sleep 0.5; echo 'print 7*8'; sleep 0.5; "
+                           "echo 'print \"after\"'; sleep 1");
+    cr_expect(file_has(c, "= 42", 10000), "the session waited for the console: %s", out);
+    cr_expect(file_has(c, "= \"after\"", 10000), "%s", out);
+    keys("C-q");
+    cr_expect(shows("= 56", 15000), "the console lost its output: %s", screen);
+}
+
 Test(remote, an_observer_cannot_change_the_servers)
 {
     rddbg(getenv("RDQ_TARGET"), false);
