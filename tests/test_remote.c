@@ -171,8 +171,8 @@ Test(remote, in_a_terminal_typing_interrupting_and_leaving)
     cr_expect(file_has(c, "= 2", 15000), "%s", out);
 }
 
-/* rddbg with its console in a terminal: the debugger's window follows the terminal's. */
-Test(remote, the_debugger_follows_the_consoles_window)
+/* rddbg around gdb with its console in a terminal (tmux, 150 by 40), on a free port. */
+static void console_in_tmux(void)
 {
     port = test_free_ports(1);
     snprintf(cmd, sizeof(cmd),
@@ -181,6 +181,12 @@ Test(remote, the_debugger_follows_the_consoles_window)
              sock, port);
     cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
     cr_assert(shows("(gdb)", 15000), "%s", screen);
+}
+
+/* rddbg with its console in a terminal: the debugger's window follows the terminal's. */
+Test(remote, the_debugger_follows_the_consoles_window)
+{
+    console_in_tmux();
     keys("'show width' Enter");
     cr_expect(shows("in a line is 150.", 15000), "%s", screen);
     snprintf(cmd, sizeof(cmd), "tmux -L %s resize-window -t t -x 120 -y 30", sock);
@@ -195,13 +201,7 @@ Test(remote, the_debugger_follows_the_consoles_window)
 /* Ctrl-S on rddbg's own terminal holds its output there, not the session. */
 Test(remote, a_console_held_by_ctrl_s_holds_up_no_client)
 {
-    port = test_free_ports(1);
-    snprintf(cmd, sizeof(cmd),
-             "tmux -L %s new-session -d -s t -x 150 -y 40 \"rddbg -server tcp:port=%u -- gdb -q "
-             "-nx\"",
-             sock, port);
-    cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
-    cr_assert(shows("(gdb)", 15000), "%s", screen);
+    console_in_tmux();
     keys("C-s");
     snprintf(cs, sizeof(cs), "tcp:server=127.0.0.1,port=%u", port);
     const char *c = client("held", "",
