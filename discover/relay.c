@@ -174,7 +174,8 @@ void rdd_relay_free(struct rdd_relay *r)
 static int relay_errf(const struct rdt_tstring *ts, int rc, const char *why, char *err,
                       size_t errlen)
 {
-    snprintf(err, errlen, "npipe: pipe %s on %s: %s", ts->pipe, ts->server, why);
+    snprintf(err, errlen, "%s: pipe %s on %s: %s", ts->proto == RDT_SPIPE ? "spipe" : "npipe",
+             ts->pipe, ts->server, why);
     return rc;
 }
 
