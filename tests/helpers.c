@@ -261,17 +261,17 @@ int test_connect(struct rdt_conn **out, const char *tstring, const char *passwor
     return rc ? rc : rdt_dial(out, &ts, password, 5000, err, errlen);
 }
 
-int test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms)
+ssize_t test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms)
 {
     size_t n = 0, got = 0;
     int rc = 0;
     buf[0] = '\0';
-    while (got + 1 < len && !(needle && strstr(buf, needle)) &&
+    while (got + 1 < len && !(needle && memmem(buf, got, needle, strlen(needle))) &&
            (rc = rdt_conn_read_wait(c, buf + got, len - 1 - got, &n, ms)) == 0 && n > 0) {
         got += n;
         buf[got] = '\0';
     }
-    return rc;
+    return rc ? rc : (ssize_t)got;
 }
 
 int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
@@ -281,7 +281,8 @@ int test_dial(const char *tstring, const char *password, char *greet, size_t len
     int rc = test_connect(&c, tstring, password, err, errlen);
     if (rc)
         return rc;
-    rc = test_read_until(c, NULL, greet, len, 5000);
+    ssize_t got = test_read_until(c, NULL, greet, len, 5000);
+    rc = got < 0 ? (int)got : 0;
     if (rc)
         snprintf(err, errlen, "%s", rdt_conn_error(c));
     rdt_conn_free(c);

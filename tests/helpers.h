@@ -55,8 +55,9 @@ void test_private_pipe_dir(void);
 struct rdt_conn;
 int test_connect(struct rdt_conn **out, const char *tstring, const char *password, char *err,
                  size_t errlen);
-/* Reads into `buf` until it holds `needle` (NULL: until the end) or a read waits `ms`. */
-int test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms);
+/* Reads into `buf` until it holds `needle` (NULL: until the end) or a read waits `ms`: the
+ * count of bytes (which may hold NULs), or -errno. */
+ssize_t test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms);
 /* Parses a client string and dials it; reads the greeting into `greet`. */
 int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
               size_t errlen);

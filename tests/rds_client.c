@@ -15,6 +15,9 @@ static void keep(struct rdc *c, const char *tag, const uint8_t *body, size_t len
     if (tag)
         snprintf(head, sizeof(head), "\n[%s] ", tag);
     size_t hl = strlen(head), room = RDC_TEXT_MAX - 1 - c->len;
+    if (tag && hl + len + 1 > room && hl + len + 1 < RDC_TEXT_MAX)
+        c->len = c->mark = 0; /* output filled the text: a notice or the end is kept anyway */
+    room = RDC_TEXT_MAX - 1 - c->len;
     size_t n = hl + len + (tag ? 1 : 0) > room ? 0 : len;
     if (!n && len)
         return;
@@ -37,6 +40,7 @@ static void on_frame(struct rdc *c, enum rds_type t, const uint8_t *body, size_t
                      const char *pw)
 {
     if (t == RDS_OUTPUT) {
+        c->output += len;
         keep(c, NULL, body, len);
     } else if (t == RDS_NOTICE) {
         keep(c, "N", body, len);

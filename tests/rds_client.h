@@ -17,7 +17,8 @@ struct rdc {
     /* every O body as it came, every N as "\n[N] body\n", the E as "\n[E] body\n" */
     char text[RDC_TEXT_MAX];
     size_t len;
-    size_t mark; /* where rdc_wait looks from */
+    size_t mark;   /* where rdc_wait looks from */
+    size_t output; /* bytes of output that came, kept in text or not */
 };
 
 /* Dials the client string `cs`, joins as `user` (observing when asked), proves `control_pw`

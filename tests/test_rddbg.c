@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,6 +271,45 @@ Test(rddbg, one_host_cannot_take_every_place)
     rdc_free(a);
     for (int i = 0; i < 16; i++)
         rdc_free(held[i]);
+}
+
+/* A client that never reads is dropped once 4 MiB wait for it; the others get all of it. */
+Test(rddbg, a_client_that_does_not_read_is_dropped_and_holds_up_nobody)
+{
+    char cs[512];
+    start_tcp(NULL, NULL, cs, sizeof(cs), NULL);
+    struct rdc *a = join(cs, "alice", false, NULL);
+    struct rdc *b = join(cs, "bob", true, NULL); /* and never reads again */
+    int small = 4096; /* his socket holds little: what waits, waits in rddbg */
+    cr_assert_eq(setsockopt(rdt_conn_fd(b->conn), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    /* 32 MB of output: more than bob's socket and his 4 MiB can hold */
+    rdc_line(a, "shell head -c 32000000 /dev/zero | tr '\\0' x");
+    const char *gone = "[N] bob@testhost was dropped: it did not read its output";
+    bool dropped = false;
+    for (int i = 0; i < 600 && a->output < 32000000; i++) {
+        rdc_drain(a, 50);
+        dropped = dropped || strstr(a->text, gone);
+        a->len = a->mark = 0; /* the text is smaller than the flood: look, then let it go */
+        a->text[0] = '\0';
+    }
+    cr_expect_geq(a->output, 32000000, "alice got %zu bytes", a->output);
+    cr_expect(dropped || rdc_wait(a, gone, WAIT_MS), "bob was not dropped");
+    rdc_line(a, "print 6*7");
+    cr_expect(rdc_wait(a, "= 42", WAIT_MS), "%s", a->text);
+    rdc_free(a);
+    rdc_free(b);
+}
+
+/* A connection that never joins is closed after 10 s, with why. */
+Test(rddbg, a_connection_that_never_joins_is_closed)
+{
+    char cs[512], err[RDT_ERR_MAX], buf[1024];
+    start_tcp(NULL, NULL, cs, sizeof(cs), NULL);
+    struct rdt_conn *c;
+    cr_assert_eq(test_connect(&c, cs, NULL, err, sizeof(err)), 0, "%s", err);
+    ssize_t n = test_read_until(c, "no join within 10 s", buf, sizeof(buf), 15000);
+    cr_expect(n > 0 && memmem(buf, (size_t)n, "no join within 10 s", 19), "%zd bytes", n);
+    rdt_conn_free(c);
 }
 
 /* ---- rddbg's own commands ---- */
