@@ -231,24 +231,31 @@ static void client_free(struct client *c)
     free(c);
 }
 
+/* Whether the client still takes the stub's output: bytes it took since the last look, or bytes
+ * that wait for it. */
+static bool still_reading(const struct client *c)
+{
+    return c->sp && !c->gone && (rdt_splice_sent(c->sp) != c->sent || rdt_splice_holding(c->sp));
+}
+
 /* A stub that outlives its client is ended (SIGTERM, then SIGKILL); a client that outlives its
- * stub is let go. */
+ * stub is let go once it has all that the stub wrote. */
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct client *c = arg;
-    if (c->pid <= 0) {
-        client_free(c);
-        return;
-    }
     struct timeval tv = {.tv_sec = STUB_GRACE_MS / 1000, .tv_usec = STUB_GRACE_MS % 1000 * 1000};
-    if (!c->gone && !c->term_sent &&
-        (rdt_splice_sent(c->sp) != c->sent || rdt_splice_holding(c->sp))) {
+    if (!c->term_sent && still_reading(c)) {
         /* the client ended its input but still reads the stub's answer as it comes, or the
-         * answer waits for a slow line: not a client that left */
+         * answer waits for a slow line: not a client that left. A stub that has ended may have
+         * left the end of its answer in its pipe and in the splice: that goes out first */
         c->sent = rdt_splice_sent(c->sp);
         evtimer_add(c->timer, &tv);
+        return;
+    }
+    if (c->pid <= 0) {
+        client_free(c);
         return;
     }
     fprintf(stderr, "rdsrv: client %u left; ending its stub\n", c->n);

@@ -138,6 +138,25 @@ Test(com, a_line_that_garbles_and_drops_bytes_loses_no_data)
     test_stop(s7, SIGTERM);
 }
 
+Test(com, a_stub_that_ends_before_its_client_has_read_its_output_loses_none)
+{
+    /* the stub's process ends at once and what it started writes 1 MB after it; the client
+     * ends its input at once and reads nothing for 3 s, past the grace rdsrv gives a client
+     * after its stub ends: the whole of the output still crosses the line, and the tail is
+     * not cut off */
+    cable();
+    const char *f = data_file("late", 1 << 20);
+    char stub[256];
+    snprintf(stub, sizeof(stub), "cat %s &", f);
+    pid_t s = serve(line.a, 5, "", stub, "s5");
+    snprintf(cmd, sizeof(cmd),
+             "timeout 60 rdq -premote '%s' </dev/null | (sleep 3; cat) | cmp - %s && echo ok5",
+             client(line.b, 5, ""), f);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "ok5\n");
+    test_stop(s, SIGTERM);
+}
+
 /* The pid of the line owner of `dev`: the process that holds its lock file. */
 static pid_t owner_of(const char *dev)
 {

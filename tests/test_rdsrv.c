@@ -335,6 +335,24 @@ Test(rdsrv, premote_carries_a_flood_both_ways_at_once)
     stop(s);
 }
 
+Test(rdsrv, a_stub_that_ends_before_its_client_has_read_its_output_loses_none)
+{
+    /* the stub's process ends at once, and what it started writes 4 MB after it ends; the
+     * client ends its input at once and reads nothing for 3 s, past the grace that the end of
+     * a stub gives its client: rdsrv still passes on every byte the stub wrote, as long as the
+     * client takes them */
+    const char *argv[] = {"rdsrv", "-t", "npipe:pipe=late", "-stub", "head -c 4000000 /dev/zero &",
+                          NULL};
+    pid_t s = spawn(argv, "late");
+    char log[4096];
+    cr_assert(wait_log("late.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    const char *cmd = "timeout 30 rdq -premote npipe:server=localhost,pipe=late </dev/null | "
+                      "(sleep 3; wc -c)";
+    cr_expect_eq(test_run(cmd, out, sizeof(out), false), 0, "%s", out);
+    cr_expect_eq(strtol(out, NULL, 10), 4000000, "%s", out);
+    stop(s);
+}
+
 Test(rdsrv, a_broker_that_does_not_answer_holds_nothing_up)
 {
     /* a socket that takes connections and never answers: every registration attempt times

@@ -178,10 +178,14 @@ uint64_t rdt_splice_sent(const struct rdt_splice *sp)
 
 bool rdt_splice_holding(const struct rdt_splice *sp)
 {
-    int queued = 0; /* what the socket holds that its peer has not taken yet */
+    int queued = 0, unread = 0; /* what the socket holds that its peer has not taken yet */
     if (ioctl(rdt_conn_fd(sp->conn), SIOCOUTQ, &queued) < 0)
         queued = 0;
-    return sp->down.len > 0 || queued > 0;
+    /* what the program wrote that the splice has not read yet (a program that has ended
+     * leaves it in its pipe) */
+    if (sp->rfd < 0 || sp->down.eof || ioctl(sp->rfd, FIONREAD, &unread) < 0)
+        unread = 0;
+    return sp->down.len > 0 || queued > 0 || unread > 0;
 }
 
 void rdt_splice_free(struct rdt_splice *sp)

@@ -439,8 +439,8 @@ typedef void (*rdt_splice_cb)(struct rdt_splice *sp, enum rdt_splice_event ev, v
 int rdt_splice_open(struct rdt_splice **out, struct event_base *base, struct rdt_conn *conn,
                     int wfd, int rfd, rdt_splice_cb cb, void *arg);
 void rdt_splice_free(struct rdt_splice *sp);
-/* Bytes from `rfd` that the connection has taken so far; whether some wait for it (in the
- * splice, or in the socket for its peer to read). */
+/* Bytes from `rfd` that the connection has taken so far; whether some wait for it (in `rfd`,
+ * in the splice, or in the socket for its peer to read). */
 uint64_t rdt_splice_sent(const struct rdt_splice *sp);
 bool rdt_splice_holding(const struct rdt_splice *sp);
 
