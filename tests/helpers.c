@@ -485,6 +485,29 @@ void test_stop(pid_t pid, int sig)
     forget(pid);
 }
 
+int test_two_brokers(struct test_broker b[2], unsigned srv[2], char *out, size_t len)
+{
+    static const char *const forms[] = {"tcp:port=%u", "tcp:port=%u,password=abc"};
+    char t[64], log[160], args[64];
+    for (int i = 0; i < 2; i++) {
+        memset(&b[i], 0, sizeof(b[i]));
+        if (test_broker_start(&b[i]) != 0)
+            return snprintf(out, len, "broker %d did not start", i + 1), -1;
+        srv[i] = test_free_ports(1);
+        snprintf(t, sizeof(t), forms[i], srv[i]);
+        snprintf(log, sizeof(log), "%s/servers.log", b[i].dir);
+        const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", b[i].sock, NULL};
+        if (test_spawn(argv, log, 0) <= 0)
+            return snprintf(out, len, "rdsrv did not start"), -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof(args), "127.0.0.1 -port %u", b[i].port);
+        if (!test_wait_rows(args, 1, 5000, out, len))
+            return -1;
+    }
+    return 0;
+}
+
 bool test_wait_listening(unsigned port, int ms)
 {
     char cmd[96], out[256];

@@ -107,6 +107,9 @@ struct test_broker {
 pid_t test_spawn(const char *const argv[], const char *log, uid_t uid);
 /* Sends `sig` and reaps. */
 void test_stop(pid_t pid, int sig);
+/* Two brokers (b[0], b[1]) with a process server each (stub cat), listed by the time it
+ * returns: on tcp port srv[0], and on srv[1] with password=abc. 0, or -1 with why in out. */
+int test_two_brokers(struct test_broker b[2], unsigned srv[2], char *out, size_t len);
 /* Waits up to `ms` until something listens on tcp `port` (ss sees it). */
 bool test_wait_listening(unsigned port, int ms);
 /* Waits up to `ms` for `pid` (a child) to exit: its exit status (128+N for signal N), or -1. */

@@ -11,32 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static struct test_broker br1, br2;
-static unsigned srv1, srv2, silent_port;
+static struct test_broker br[2];
+static unsigned srv[2], silent_port;
 static int silent_fd = -1;
 static pid_t dns_pid;
 static char out[16384], errs[8192], cmd[2048], want[1024];
-
-static pid_t server(const struct test_broker *b, const char *t)
-{
-    char log[160];
-    snprintf(log, sizeof(log), "%s/servers.log", b->dir);
-    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", b->sock, NULL};
-    return test_spawn(argv, log, 0);
-}
-
-static bool listed(const struct test_broker *b, int rows)
-{
-    char args[256];
-    snprintf(args, sizeof(args), "localhost -port %u", b->port);
-    for (int i = 0; i < 300; i++) {
-        setenv("RDQ_BROKER_SOCK", b->sock, 1);
-        if (test_qr(args, out, sizeof(out)) == 0 && test_count(out, " - ") == rows)
-            return true;
-        usleep(10000);
-    }
-    return false;
-}
 
 /* dnsmasq on a free port with the unicast DNS-SD records of both brokers, a silent one, and one
  * that speaks another version. */
@@ -46,9 +25,9 @@ static void start_dns(void)
     /* one instance named as rdbroker names itself: spaces and all */
     snprintf(a[0], sizeof(a[0]),
              "--srv-host=rdq broker on one._rdq._tcp.example.test,host2.example.test,%u,0,0",
-             br1.port);
+             br[0].port);
     snprintf(a[1], sizeof(a[1]), "--srv-host=two._rdq._tcp.example.test,host3.example.test,%u,0,0",
-             br2.port);
+             br[1].port);
     snprintf(a[2], sizeof(a[2]),
              "--srv-host=quiet._rdq._tcp.example.test,host4.example.test,%u,0,0", silent_port);
     snprintf(a[3], sizeof(a[3]), "--srv-host=next._rdq._tcp.example.test,host2.example.test,1,0,0");
@@ -84,19 +63,7 @@ static void start_dns(void)
 
 static void setup(void)
 {
-    memset(&br1, 0, sizeof(br1));
-    memset(&br2, 0, sizeof(br2));
-    cr_assert_eq(test_broker_start(&br1), 0, "the first broker did not start");
-    cr_assert_eq(test_broker_start(&br2), 0, "the second broker did not start");
-    srv1 = test_free_ports(1);
-    srv2 = test_free_ports(1);
-    char t[64];
-    snprintf(t, sizeof(t), "tcp:port=%u", srv1);
-    server(&br1, t);
-    snprintf(t, sizeof(t), "tcp:port=%u,password=abc", srv2);
-    server(&br2, t);
-    cr_assert(listed(&br1, 1), "%s", out);
-    cr_assert(listed(&br2, 1), "%s", out);
+    cr_assert_eq(test_two_brokers(br, srv, out, sizeof(out)), 0, "%s", out);
     silent_port = test_free_ports(1);
     silent_fd = test_take_port(silent_port); /* accepts into its backlog, never answers */
     unsetenv("RDQ_BROKER_SOCK");
@@ -110,10 +77,10 @@ static void teardown(void)
     test_stop(dns_pid, SIGTERM);
     if (silent_fd >= 0)
         close(silent_fd);
-    cr_expect(test_logs_clean(&br1, out, sizeof(out)), "a program reported: %s", out);
-    cr_expect(test_logs_clean(&br2, out, sizeof(out)), "a program reported: %s", out);
-    test_broker_cleanup(&br2);
-    test_broker_cleanup(&br1);
+    cr_expect(test_logs_clean(&br[0], out, sizeof(out)), "a program reported: %s", out);
+    cr_expect(test_logs_clean(&br[1], out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br[1]);
+    test_broker_cleanup(&br[0]);
 }
 
 TestSuite(browse, .init = setup, .fini = teardown, .timeout = 60);
@@ -128,7 +95,7 @@ static int rdq(const char *args)
 static const char *two_hosts(void)
 {
     static char h[128];
-    snprintf(h, sizeof(h), "-no-lan -host 127.0.0.2:%u -host 127.0.0.3:%u", br1.port, br2.port);
+    snprintf(h, sizeof(h), "-no-lan -host 127.0.0.2:%u -host 127.0.0.3:%u", br[0].port, br[1].port);
     return h;
 }
 
@@ -137,7 +104,7 @@ static const char *rows_of_both(const char *h2, const char *h3)
     snprintf(want, sizeof(want),
              "%s\tRemote Process Server\ttcp:Port=%u,Server=%s\n"
              "%s\tRemote Process Server\ttcp:Port=%u,Password=*,Server=%s\n",
-             h2, srv1, h2, h3, srv2, h3);
+             h2, srv[0], h2, h3, srv[1], h3);
     return want;
 }
 
@@ -189,8 +156,8 @@ Test(browse, json_has_rows_and_failures)
     cr_assert_eq(json_array_size(failed), 1, "%s", out);
     json_t *h = json_array_get(hosts, 1), *row = json_array_get(json_object_get(h, "servers"), 0);
     cr_expect_str_eq(json_string_value(json_object_get(h, "host")), "127.0.0.3");
-    cr_expect_eq(json_integer_value(json_object_get(h, "port")), br2.port);
-    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.3", srv2);
+    cr_expect_eq(json_integer_value(json_object_get(h, "port")), br[1].port);
+    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.3", srv[1]);
     cr_expect_str_eq(json_string_value(json_object_get(row, "client")), want);
     cr_expect_str_eq(json_string_value(json_object_get(row, "type")), "Remote Process Server");
     cr_expect_str_eq(json_string_value(json_object_get(json_array_get(failed, 0), "what")),
@@ -206,23 +173,23 @@ Test(browse, qr_without_host_groups_every_host)
     snprintf(want, sizeof(want),
              "Servers on 127.0.0.2:\nRemote Process Server - tcp:Port=%u\n\n"
              "Servers on 127.0.0.3:\nRemote Process Server - tcp:Port=%u,Password=*\n",
-             srv1, srv2);
+             srv[0], srv[1]);
     cr_expect_str_eq(out, want);
 }
 
 Test(browse, hosts_file)
 {
     char path[128], args[256];
-    snprintf(path, sizeof(path), "%s/hosts", br1.dir);
+    snprintf(path, sizeof(path), "%s/hosts", br[0].dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "# brokers of the lab\n127.0.0.2:%u\n\n127.0.0.3:%u  # the second\n", br1.port,
-            br2.port);
+    fprintf(f, "# brokers of the lab\n127.0.0.2:%u\n\n127.0.0.3:%u  # the second\n", br[0].port,
+            br[1].port);
     fclose(f);
     setenv("RDQ_HOSTS", path, 1);
     cr_expect_eq(rdq("-browse -list -no-lan"), 0, "%s%s", out, errs);
     cr_expect_str_eq(out, rows_of_both("127.0.0.2", "127.0.0.3"));
     /* a host both named and in the file is asked once */
-    snprintf(args, sizeof(args), "-browse -list -no-lan -host 127.0.0.2:%u", br1.port);
+    snprintf(args, sizeof(args), "-browse -list -no-lan -host 127.0.0.2:%u", br[0].port);
     cr_expect_eq(rdq(args), 0, "%s%s", out, errs);
     cr_expect_str_eq(out, rows_of_both("127.0.0.2", "127.0.0.3"));
     cr_expect_eq(rdq("-browse -list -no-lan -no-config"), 0, "%s%s", out, errs);
@@ -243,7 +210,7 @@ Test(browse, domain_lists_brokers_from_dns)
     cr_expect_str_eq(errs, "");
     /* the domain also comes from the hosts file */
     char path[128];
-    snprintf(path, sizeof(path), "%s/hosts", br1.dir);
+    snprintf(path, sizeof(path), "%s/hosts", br[0].dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "domain example.test\n");
     fclose(f);

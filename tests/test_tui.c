@@ -10,51 +10,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static struct test_broker br1, br2;
-static unsigned srv1, srv2;
+static struct test_broker br[2];
+static unsigned srv[2];
 static char sock[64], outfile[128], out[16384], screen[16384], cmd[4096], want[512];
-
-static pid_t server(const struct test_broker *b, const char *t)
-{
-    char log[160];
-    snprintf(log, sizeof(log), "%s/servers.log", b->dir);
-    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", "-broker", b->sock, NULL};
-    return test_spawn(argv, log, 0);
-}
-
-static bool listed(const struct test_broker *b)
-{
-    char args[128];
-    snprintf(args, sizeof(args), "127.0.0.1 -port %u", b->port);
-    return test_wait_rows(args, 1, 5000, out, sizeof(out));
-}
 
 static void setup(void)
 {
-    memset(&br1, 0, sizeof(br1));
-    memset(&br2, 0, sizeof(br2));
-    cr_assert_eq(test_broker_start(&br1), 0);
-    cr_assert_eq(test_broker_start(&br2), 0);
-    srv1 = test_free_ports(1);
-    srv2 = test_free_ports(1);
-    char t[64];
-    snprintf(t, sizeof(t), "tcp:port=%u", srv1);
-    server(&br1, t);
-    snprintf(t, sizeof(t), "tcp:port=%u,password=abc", srv2);
-    server(&br2, t);
-    cr_assert(listed(&br1) && listed(&br2), "%s", out);
+    cr_assert_eq(test_two_brokers(br, srv, out, sizeof(out)), 0, "%s", out);
     unsetenv("RDQ_BROKER_SOCK");
     snprintf(sock, sizeof(sock), "rdqtest-%d", (int)getpid());
-    snprintf(outfile, sizeof(outfile), "%s/picked", br1.dir);
+    snprintf(outfile, sizeof(outfile), "%s/picked", br[0].dir);
 }
 
 static void teardown(void)
 {
     snprintf(cmd, sizeof(cmd), "tmux -L %s kill-server 2>/dev/null", sock);
     test_run(cmd, out, sizeof(out), true);
-    cr_expect(test_logs_clean(&br1, out, sizeof(out)), "a program reported: %s", out);
-    test_broker_cleanup(&br2);
-    test_broker_cleanup(&br1);
+    cr_expect(test_logs_clean(&br[0], out, sizeof(out)), "a program reported: %s", out);
+    test_broker_cleanup(&br[1]);
+    test_broker_cleanup(&br[0]);
 }
 
 TestSuite(tui, .init = setup, .fini = teardown, .timeout = 60);
@@ -66,7 +40,7 @@ static void browse(const char *args)
     snprintf(cmd, sizeof(cmd),
              "tmux -L %s new-session -d -s t -x 160 -y 40 \"rdq -browse -no-lan -no-config "
              "-host 127.0.0.2:%u -host 127.0.0.3:%u %s >%s; echo EXIT=\\$? >>%s\"",
-             sock, br1.port, br2.port, args, outfile, outfile);
+             sock, br[0].port, br[1].port, args, outfile, outfile);
     cr_assert_eq(test_run(cmd, out, sizeof(out), true), 0, "tmux: %s", out);
 }
 
@@ -102,7 +76,7 @@ Test(tui, down_and_enter_pick_the_second_row)
     cr_assert(shows("2 shown, 2 hosts (0 asking, 0 failed)", 5000), "%s", screen);
     cr_expect(shows("127.0.0.2", 0) && shows("127.0.0.3", 0), "%s", screen);
     keys("Home Down Enter");
-    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+    cr_expect_str_eq(printed(), row_string(srv[1], "127.0.0.3", true));
 }
 
 Test(tui, typing_filters_and_enter_picks_the_match)
@@ -113,7 +87,7 @@ Test(tui, typing_filters_and_enter_picks_the_match)
     cr_assert(shows("1 shown", 2000), "%s", screen);
     cr_expect(shows("filter: Pass", 0), "%s", screen);
     keys("Enter");
-    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+    cr_expect_str_eq(printed(), row_string(srv[1], "127.0.0.3", true));
 }
 
 Test(tui, esc_leaves_with_nothing_printed)
@@ -141,13 +115,13 @@ Test(tui, the_kind_switches_between_the_two_dialogs)
 Test(tui, exec_runs_the_command_with_the_pick_and_passes_its_status)
 {
     char args[256], made[128];
-    snprintf(made, sizeof(made), "%s/made", br1.dir);
+    snprintf(made, sizeof(made), "%s/made", br[0].dir);
     snprintf(args, sizeof(args), "-exec 'echo picked {} >%s; exit 7'", made);
     browse(args);
     cr_assert(shows("2 shown", 5000), "%s", screen);
     keys("Home Enter");
     cr_expect_str_eq(printed(), "EXIT=7\n");
-    snprintf(want, sizeof(want), "picked tcp:Port=%u,Server=127.0.0.2\n", srv1);
+    snprintf(want, sizeof(want), "picked tcp:Port=%u,Server=127.0.0.2\n", srv[0]);
     cr_expect(test_wait_file(made, want, 1000, out, sizeof(out)), "%s", out);
 }
 
@@ -157,10 +131,11 @@ Test(tui, a_late_host_appears_above_without_moving_the_selection)
     unsigned late = test_free_ports(1);
     char listen[64], relay[128];
     snprintf(listen, sizeof(listen), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork", late);
-    snprintf(relay, sizeof(relay), "SYSTEM:sleep 1.5; exec socat - TCP\\:127.0.0.2\\:%u", br1.port);
+    snprintf(relay, sizeof(relay), "SYSTEM:sleep 1.5; exec socat - TCP\\:127.0.0.2\\:%u",
+             br[0].port);
     const char *argv[] = {"socat", listen, relay, NULL};
     char log[160], args[128];
-    snprintf(log, sizeof(log), "%s/socat.log", br1.dir);
+    snprintf(log, sizeof(log), "%s/socat.log", br[0].dir);
     pid_t s = test_spawn(argv, log, 0);
     cr_assert(test_wait_listening(late, 2000), "socat does not listen");
     snprintf(args, sizeof(args), "-host 127.0.0.1:%u -timeout 8000", late);
@@ -171,7 +146,7 @@ Test(tui, a_late_host_appears_above_without_moving_the_selection)
     snprintf(want, sizeof(want), "> 127.0.0.3");
     cr_expect(strstr(screen, want), "the selection moved: %s", screen);
     keys("Enter");
-    cr_expect_str_eq(printed(), row_string(srv2, "127.0.0.3", true));
+    cr_expect_str_eq(printed(), row_string(srv[1], "127.0.0.3", true));
     test_stop(s, SIGTERM);
 }
 
@@ -218,16 +193,16 @@ Test(tui, exec_gets_the_pick_intact_whatever_a_shell_would_make_of_it)
     /* a file that the password row's string would match as a glob, and gdb's way of running a
      * command in a shell of its own */
     char dir[160], evil[256], args[512], made[200], nested[200];
-    snprintf(dir, sizeof(dir), "%s/cwd", br1.dir);
+    snprintf(dir, sizeof(dir), "%s/cwd", br[0].dir);
     mkdir(dir, 0755);
-    snprintf(evil, sizeof(evil), "%s/tcp:Port=%u,Password=EVIL,Server=127.0.0.3", dir, srv2);
+    snprintf(evil, sizeof(evil), "%s/tcp:Port=%u,Password=EVIL,Server=127.0.0.3", dir, srv[1]);
     fclose(fopen(evil, "w"));
     snprintf(made, sizeof(made), "%s/made", dir);
     snprintf(nested, sizeof(nested), "%s/nested", dir);
     /* {} bare, in "..." of a nested shell, and in '...' of one (as gdb -ex 'target ... {}'):
      * the command comes from a file, past the shells that start rdq */
     char cmdfile[200];
-    snprintf(cmdfile, sizeof(cmdfile), "%s/exec", br1.dir);
+    snprintf(cmdfile, sizeof(cmdfile), "%s/exec", br[0].dir);
     FILE *f = fopen(cmdfile, "w");
     fprintf(f,
             "cd %s && printf '<%%s>\\n' {} >made && sh -c \"echo {} >nested\" && "
@@ -239,10 +214,10 @@ Test(tui, exec_gets_the_pick_intact_whatever_a_shell_would_make_of_it)
     cr_assert(shows("2 shown", 5000), "%s", screen);
     keys("P a s s Enter");
     cr_expect_str_eq(printed(), "EXIT=0\n");
-    snprintf(want, sizeof(want), "<tcp:Port=%u,Password=*,Server=127.0.0.3>\n", srv2);
+    snprintf(want, sizeof(want), "<tcp:Port=%u,Password=*,Server=127.0.0.3>\n", srv[1]);
     cr_expect(test_wait_file(made, want, 1000, out, sizeof(out)), "%s", out);
     cr_expect_str_eq(out, want);
-    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.3\n", srv2);
+    snprintf(want, sizeof(want), "tcp:Port=%u,Password=*,Server=127.0.0.3\n", srv[1]);
     cr_expect(test_wait_file(nested, want, 1000, out, sizeof(out)), "%s", out);
     snprintf(nested, sizeof(nested), "%s/single", dir);
     cr_expect(test_wait_file(nested, want, 1000, out, sizeof(out)), "%s", out);
