@@ -169,7 +169,7 @@ static int open_tcp(struct kd_link *l, char *err, size_t errlen)
 {
     struct rds_kd *k = l->k;
     struct timeval tv = {.tv_sec = KD_CONNECT_MS / 1000, .tv_usec = KD_CONNECT_MS % 1000 * 1000};
-    if (!k->res && rdt_resolver_new(&k->res, k->base, err, errlen) != 0)
+    if (!k->res && rdt_resolver_new_within(&k->res, k->base, KD_CONNECT_MS, err, errlen) != 0)
         return -ENOMEM;
     l->connecting = true;
     l->until = rdt_now_ms() + KD_CONNECT_MS;

@@ -114,6 +114,12 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writab
 /* With $RDQ_DNS_SERVERS, only those servers are asked: no /etc/hosts, no search list. */
 int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *err, size_t errlen)
 {
+    return rdt_resolver_new_within(out, base, 0, err, errlen);
+}
+
+int rdt_resolver_new_within(struct rdt_resolver **out, struct event_base *base, int within_ms,
+                            char *err, size_t errlen)
+{
     *out = NULL;
     static bool inited;
     if (!inited && ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS)
@@ -128,8 +134,8 @@ int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *e
     bool only = servers && servers[0];
     struct ares_options o = {.sock_state_cb = sock_state_cb,
                              .sock_state_cb_data = r,
-                             .timeout = 1000,
-                             .tries = 3,
+                             .timeout = within_ms > 0 ? within_ms / 4 : 1000,
+                             .tries = within_ms > 0 ? 2 : 3, /* the second waits twice as long */
                              .socket_receive_buffer_size = 1 << 20,
                              .lookups = (char *)"b",
                              .ndomains = 0};

@@ -274,6 +274,11 @@ typedef void (*rdt_query_cb)(int rc, const unsigned char *abuf, int alen, const 
 /* A resolver on `base`. Name servers come from $RDQ_DNS_SERVERS (host:port,...) when set (then
  * neither /etc/hosts nor a search list is used), else from the system's configuration. */
 int rdt_resolver_new(struct rdt_resolver **out, struct event_base *base, char *err, size_t errlen);
+/* The same, for callers that wait at most `within_ms` for an answer: the name servers are given
+ * up on within it too, so that a look-up cancelled at the caller's deadline soon holds no place
+ * among those in flight. */
+int rdt_resolver_new_within(struct rdt_resolver **out, struct event_base *base, int within_ms,
+                            char *err, size_t errlen);
 /* Frees the resolver; look-ups still going are cancelled without a call. Accepts NULL. */
 void rdt_resolver_free(struct rdt_resolver *r);
 /* The addresses of `host` (a name, an address literal, [v6]; `ipv6`: IPv6 ones only). Address
