@@ -434,6 +434,45 @@ Test(kdsrv, a_dollar_on_a_console_that_never_pauses_is_not_held_back)
     rdt_conn_free(w);
 }
 
+/* A link's name with two addresses, the first tried silent (::1, which goes before IPv4: its
+ * listener's backlog is full, so a connect waits): the second (127.0.0.2) gets its turn within
+ * the link's time, and gdb debugs through it. Red when the first may take all of the time. */
+Test(kdsrv, a_silent_first_address_leaves_time_for_the_next)
+{
+    unsigned p = test_free_ports(3), stub = p + 1;
+    char hostport[64], record[96], k[96], listen_s[96], to[64];
+    snprintf(hostport, sizeof(hostport), ":%u", p + 2); /* gdbserver binds every address */
+    const char *gs[] = {"gdbserver", hostport, target(), NULL};
+    spawn(gs, "gdbserver");
+    snprintf(listen_s, sizeof(listen_s), "TCP-LISTEN:%u,bind=127.0.0.2,reuseaddr", stub);
+    snprintf(to, sizeof(to), "TCP:127.0.0.1:%u", p + 2);
+    const char *relay[] = {"socat", listen_s, to, NULL}; /* the stub on 127.0.0.2 only */
+    spawn(relay, "socat");
+    cr_assert(test_wait_listening(p + 2, 5000) && test_wait_listening(stub, 5000));
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
+                              .sin6_port = htons((uint16_t)stub),
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int full = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, fill[4];
+    setsockopt(full, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    cr_assert(bind(full, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(full, 0) == 0);
+    for (int i = 0; i < 4; i++) { /* fill its backlog: what comes next is not answered */
+        fill[i] = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    snprintf(record, sizeof(record), "--host-record=twoaddr.test,127.0.0.2,::1");
+    const char *records[] = {record, NULL};
+    pid_t dns = test_dnsmasq(records);
+    const char *more[] = {"-allow-any", NULL};
+    start_kdsrv(p, more, 1);
+    unsetenv("RDQ_DNS_SERVERS");
+    snprintf(k, sizeof(k), "tcp:server=twoaddr.test,port=%u", stub);
+    expect_debugged(run_gdb(p, k, out, sizeof(out)), out);
+    test_stop(dns, SIGTERM);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(full);
+}
+
 /* A named tcp link whose stub goes away: its client is ended and the server goes on. */
 Test(kdsrv, a_link_that_closes_ends_its_client_only)
 {
