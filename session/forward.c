@@ -1,7 +1,7 @@
 /* rdq -premote T -forward [ADDR:]PORT: a local port for debuggers that take only host:port, each
  * accepted connection relayed to the server through a connection of its own to T (TLS and the
- * password stay on this side), all on one loop. tcp, ssl and pipes, this host's or another's
- * (through its broker), are dialed on the loop; com and clicon are dialed while the others
+ * password stay on this side), all on one loop. tcp, ssl, com and pipes, this host's or
+ * another's (through its broker), are dialed on the loop; clicon is dialed while the others
  * wait. */
 #include "session.h"
 
@@ -201,8 +201,8 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
     conn_free(c);
 }
 
-/* Dials T for one connection: on the loop where the transport layer can (tcp, ssl, pipes of
- * this host or, through its broker, of another); com and clicon are dialed at once. */
+/* Dials T for one connection: on the loop where the transport layer can (tcp, ssl, com, pipes
+ * of this host or, through its broker, of another); clicon is dialed at once. */
 static void dial(struct fwd_conn *c)
 {
     struct fwd *f = c->f;
@@ -215,7 +215,7 @@ static void dial(struct fwd_conn *c)
     if (relay) {
         rc = rdd_relay_dial_async(&c->relay, f->base, f->res, &f->ts, pw, 0, f->o->timeout_ms,
                                   on_dialed, c, err, sizeof(err));
-    } else if (f->ts.proto == RDT_COM || f->ts.clicon[0]) {
+    } else if (f->ts.clicon[0]) {
         rc = rdt_dial(&conn, &f->ts, pw, f->o->timeout_ms, err, sizeof(err));
         on_dialed(conn, rc, err, c);
         return;

@@ -605,3 +605,33 @@ bool test_wait_rows(const char *args, int rows, int ms, char *out, size_t len)
         usleep(20000);
     }
 }
+
+int test_connect_port(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    int rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int waited = 0; waited <= ms && !(want && strstr(buf, want)); waited += 50) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) != 1)
+            continue;
+        ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
+        if (n <= 0)
+            return !want;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    return want && strstr(buf, want);
+}

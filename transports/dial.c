@@ -257,7 +257,7 @@ static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
 /* A dialer with its deadline set, nothing started yet. */
 static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_tstring *ts,
                                      const char *password, enum rdt_role role, int timeout_ms,
-                                     int64_t deadline, rdt_dial_cb cb, void *arg)
+                                     int64_t deadline, int grace_ms, rdt_dial_cb cb, void *arg)
 {
     struct rdt_dialer *d = calloc(1, sizeof(*d));
     if (!d)
@@ -269,6 +269,7 @@ static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_t
     int64_t left = timeout_ms;
     if (deadline && deadline - rdt_now_ms() < left)
         left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
+    left += grace_ms;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     d->timer = evtimer_new(base, timer_cb, d);
     d->soon = event_new(base, -1, 0, soon_cb, d);
@@ -286,11 +287,13 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
 {
     *out = NULL;
     bool pipe = ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE;
-    if (!pipe && (ts->proto == RDT_COM || ts->clicon[0]))
+    if (ts->proto == RDT_COM)
+        return rdt_com_dial_async(out, base, ts, password, role, timeout_ms, deadline, cb, arg, err,
+                                  errlen);
+    if (!pipe && ts->clicon[0])
         return rdt_errf(-EPROTONOSUPPORT, err, errlen,
-                        "%s: only tcp, ssl and this host's pipes are dialed on a loop",
-                        ts->clicon[0] ? "clicon" : rdt_proto_name(ts->proto));
-    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+                        "clicon: only tcp, ssl, com and this host's pipes are dialed on a loop");
+    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, 0, cb, arg);
     int rc = d ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
     if (rc == 0 && pipe) {
         rc = pipe_start(d, err, errlen);
@@ -307,13 +310,14 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
     return 0;
 }
 
-int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
-                  const char *what, const struct rdt_tstring *ts, const char *password,
-                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
-                  char *err, size_t errlen)
+int rdt_dial_over_grace(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                        const char *what, const struct rdt_tstring *ts, const char *password,
+                        enum rdt_role role, int timeout_ms, int64_t deadline, int grace_ms,
+                        rdt_dial_cb cb, void *arg, char *err, size_t errlen)
 {
     *out = NULL;
-    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+    struct rdt_dialer *d =
+        dialer_new(base, ts, password, role, timeout_ms, deadline, grace_ms, cb, arg);
     if (!d) {
         rdt_conn_free(c);
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
@@ -326,7 +330,16 @@ int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_c
     return 0;
 }
 
-/* ---- Waiting for one dial: the blocking rdt_dial over tcp and ssl, and others' ---- */
+int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                  const char *what, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
+                  char *err, size_t errlen)
+{
+    return rdt_dial_over_grace(out, base, c, what, ts, password, role, timeout_ms, deadline, 0, cb,
+                               arg, err, errlen);
+}
+
+/* ---- Waiting for one dial: the blocking rdt_dial over tcp, ssl and com, and others' ---- */
 
 struct dial_wait {
     struct event_base *base;

@@ -386,15 +386,12 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
                 enum rdt_role role, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
-    if ((ts->proto == RDT_TCP || ts->proto == RDT_SSL) && !ts->clicon[0])
+    if ((ts->proto == RDT_TCP || ts->proto == RDT_SSL || ts->proto == RDT_COM) && !ts->clicon[0])
         return rdt_dial_wait(out, ts, password, role, timeout_ms, err, errlen);
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
     int rc;
-    if (ts->proto == RDT_COM) {
-        int fd = rdt_com_dial(ts, timeout_ms, err, errlen);
-        rc = fd < 0 ? fd : (c = rdt_sock_conn(&rdt_unix_ops, fd)) ? 0 : -ENOMEM;
-    } else if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE) {
+    if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE) {
         rc = rdt_pipe_connect(ts, deadline, &c, err, errlen);
     } else {
         rc = await_server(ts, deadline, &c, err, errlen);

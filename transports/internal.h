@@ -31,7 +31,15 @@ int rdt_pipe_dir_make(const char *path, char *err, size_t errlen);
  * a control socket, on which rdt_com_accept() takes each client's socket (1), says the owner
  * ended (0), or that nothing is there (-EAGAIN). Errors: -ECONNREFUSED nobody serves the
  * channel, -EBUSY it is busy, -ETIMEDOUT no answer on the line. */
-int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
+int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen);
+int rdt_com_accept(int ctl, int *fd);
+/* A dialer reaches the owner (started if none runs: the fork does not wait for the line), sends
+ * its request, and reads the answer on the loop, as the opening of a layer of its own, the TLS
+ * and session layers then on top (rdt_dial_over): rdt_dial_async for com. */
+int rdt_com_dial_async(struct rdt_dialer **out, struct event_base *base,
+                       const struct rdt_tstring *ts, const char *password, enum rdt_role role,
+                       int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
+                       size_t errlen);
 int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen);
 int rdt_com_accept(int ctl, int *fd);
 
@@ -50,9 +58,15 @@ int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *o
 int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
                      char *err, size_t errlen);
 
-/* dial.c: dialing tcp and ssl (not clicon) on a loop of its own, as rdt_dial does. */
+/* dial.c: dialing tcp, ssl and com (not clicon) on a loop of its own, as rdt_dial does. */
 int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                   enum rdt_role role, int timeout_ms, char *err, size_t errlen);
+/* rdt_dial_over, the deadline `grace_ms` later than timeout_ms (messages still say timeout_ms):
+ * for a peer that itself answers by timeout_ms, with why it could not. */
+int rdt_dial_over_grace(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                        const char *what, const struct rdt_tstring *ts, const char *password,
+                        enum rdt_role role, int timeout_ms, int64_t deadline, int grace_ms,
+                        rdt_dial_cb cb, void *arg, char *err, size_t errlen);
 /* The message of a handshake that did not complete in time. */
 void rdt_dial_timeout_text(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
 
