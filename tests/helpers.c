@@ -635,3 +635,16 @@ bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len)
     }
     return want && strstr(buf, want);
 }
+
+int test_fds_echoed(const int *fd, int n, const char *line, int ms)
+{
+    char buf[256];
+    int echoed = 0;
+    for (int i = 0; i < n; i++)
+        send(fd[i], line, strlen(line), MSG_NOSIGNAL); /* a socket closed already takes none */
+    for (int i = 0; i < n; i++) {
+        echoed += test_fd_read_until(fd[i], line, ms, buf, sizeof(buf));
+        close(fd[i]);
+    }
+    return echoed;
+}

@@ -774,6 +774,28 @@ Test(announce, forward_drops_a_peer_gone_while_dialing_and_ends_with_dials_pendi
     close(c);
 }
 
+/* With clicon, each connection listens for the server's host: while one waits for the server
+ * to connect, the next is answered at once (the port the server dials is taken), and the one
+ * that waited is served once the server comes. */
+Test(announce, forward_answers_other_connections_while_a_clicon_dial_waits)
+{
+    unsigned p = test_free_ports(1);
+    char client[96], t[96], log[8192];
+    snprintf(client, sizeof(client), "tcp:clicon=127.0.0.1,port=%u", p);
+    pid_t fwd;
+    unsigned port = start_forward(client, "0", "60000", "fwd", &fwd, NULL, 0);
+    int fd[2] = {connect_port(port), connect_port(port)};
+    cr_expect(wait_log("fwd.log", "is in use: choose another port", 20000, log, sizeof(log)),
+              "no connection was answered while a dial waited: %s", log);
+    snprintf(t, sizeof(t), "tcp:port=%u,clicon=127.0.0.1", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    spawn(argv, "cat");
+    cr_expect_eq(test_fds_echoed(fd, 2, "first\n", 20000), 1,
+                 "the waiting dial was not served once the server came");
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
+}
+
 /* Runs rdq with `args` (bounded, without a terminal) into out. */
 static int rdq_run(const char *args)
 {

@@ -394,19 +394,13 @@ Test(com, a_forward_answers_its_other_connections_while_one_com_dial_waits)
     line.cut = 1;
     int fd[2] = {test_connect_port(port), test_connect_port(port)};
     cr_assert(fd[0] >= 0 && fd[1] >= 0, "cannot connect to the forward");
-    char log[192], buf[256];
+    char log[192];
     snprintf(log, sizeof(log), "%s/fwd.log", br.dir);
     bool answered = test_wait_file(log, "is busy on this end; closed it", 20000, out, sizeof(out));
     line.cut = 0;
     cr_expect(answered, "no connection was answered while a dial waited: %s", out);
-    int served = 0;
-    for (int i = 0; i < 2; i++)
-        send(fd[i], "ping\n", 5, MSG_NOSIGNAL);
-    for (int i = 0; i < 2; i++) {
-        served += test_fd_read_until(fd[i], "ping\n", 20000, buf, sizeof(buf));
-        close(fd[i]);
-    }
-    cr_expect_eq(served, 1, "the waiting dial was not served once the cable was back");
+    cr_expect_eq(test_fds_echoed(fd, 2, "ping\n", 20000), 1,
+                 "the waiting dial was not served once the cable was back");
     test_stop(fwd, SIGTERM);
     test_stop(s3, SIGTERM);
 }

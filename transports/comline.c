@@ -40,8 +40,9 @@
 #define RTO_FLOOR_MS 20  /* the margin of one computed from round trips measured */
 #define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended */
 #define IDLE_EXIT_MS 300
-#define COM_ANSWER_GRACE_MS 1000 /* the owner answers by the deadline: a user waits so much more   \
-                                  */
+#define COM_ANSWER_GRACE_MS                                                                        \
+    1000 /* the owner answers by the deadline: a user waits so much more                           \
+          */
 #define USERS_MAX 256
 
 /* ---- Sequence numbers (16 bits, wrapping) ---- */

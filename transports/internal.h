@@ -49,16 +49,17 @@ struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const ch
 /* A non-blocking socket connect towards `sa`: 0 (connected), -EINPROGRESS, or -errno. */
 int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_out);
 
-/* The addresses of `host` through c-ares (ipv6: IPv6 only), waiting up to `timeout_ms`. */
-int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
-                size_t errlen);
-
 /* Connects to a local pipe without blocking; a server whose backlog is full is tried again
  * until `deadline` (rdt_now_ms()), then -EBUSY. */
 int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
                      char *err, size_t errlen);
 
-/* dial.c: dialing tcp, ssl and com (not clicon) on a loop of its own, as rdt_dial does. */
+/* clicon on the client: a stack listening on the first free port of the range (*port), whose
+ * opening takes the one connection that comes from `addrs` (the server's host). */
+int rdt_clicon_listen(const struct rdt_tstring *ts, const struct rdt_addrs *addrs,
+                      struct rdt_conn **out, uint16_t *port, char *err, size_t errlen);
+
+/* dial.c: dialing tcp, ssl (clicon too) and com on a loop of its own, as rdt_dial does. */
 int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                   enum rdt_role role, int timeout_ms, char *err, size_t errlen);
 /* rdt_dial_over, the deadline `grace_ms` later than timeout_ms (messages still say timeout_ms):
