@@ -1,8 +1,8 @@
 /* rdq -premote T -forward [ADDR:]PORT: a local port for debuggers that take only host:port, each
  * accepted connection relayed to the server through a connection of its own to T (TLS and the
- * password stay on this side), all on one loop. tcp, ssl and pipes, this host's or another's
- * (through its broker), are dialed on the loop; com and clicon are dialed while the others
- * wait. */
+ * password stay on this side), all on one loop: every dial (tcp, ssl, clicon, com, and pipes,
+ * this host's or another's through its broker) goes on while the other connections are served.
+ * With clicon, each connection listens for the server on a port of the range of its own. */
 #include "session.h"
 
 #include "discover.h"
@@ -201,8 +201,8 @@ static void on_peer(evutil_socket_t fd, short what, void *arg)
     conn_free(c);
 }
 
-/* Dials T for one connection: on the loop where the transport layer can (tcp, ssl, pipes of
- * this host or, through its broker, of another); com and clicon are dialed at once. */
+/* Dials T for one connection, on the loop: a pipe of another host through its broker, anything
+ * else through the transport layer. */
 static void dial(struct fwd_conn *c)
 {
     struct fwd *f = c->f;
@@ -210,15 +210,10 @@ static void dial(struct fwd_conn *c)
     char err[RDT_ERR_MAX] = "";
     bool pipe = f->ts.proto == RDT_NPIPE || f->ts.proto == RDT_SPIPE;
     bool relay = pipe && !rdt_host_is_local(f->ts.server);
-    struct rdt_conn *conn = NULL;
     int rc;
     if (relay) {
         rc = rdd_relay_dial_async(&c->relay, f->base, f->res, &f->ts, pw, 0, f->o->timeout_ms,
                                   on_dialed, c, err, sizeof(err));
-    } else if (f->ts.proto == RDT_COM || f->ts.clicon[0]) {
-        rc = rdt_dial(&conn, &f->ts, pw, f->o->timeout_ms, err, sizeof(err));
-        on_dialed(conn, rc, err, c);
-        return;
     } else {
         rc = rdt_dial_async(&c->dialer, f->base, f->res, &f->ts, pw, RDT_ROLE_CLIENT,
                             f->o->timeout_ms, 0, on_dialed, c, err, sizeof(err));

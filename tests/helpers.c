@@ -628,3 +628,46 @@ bool test_wait_rows(const char *args, int rows, int ms, char *out, size_t len)
         usleep(20000);
     }
 }
+
+int test_connect_port(unsigned port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    int rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int waited = 0; waited <= ms && !(want && strstr(buf, want)); waited += 50) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) != 1)
+            continue;
+        ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
+        if (n <= 0)
+            return !want;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    return want && strstr(buf, want);
+}
+
+int test_fds_echoed(const int *fd, int n, const char *line, int ms)
+{
+    char buf[256];
+    int echoed = 0;
+    for (int i = 0; i < n; i++)
+        send(fd[i], line, strlen(line), MSG_NOSIGNAL); /* a socket closed already takes none */
+    for (int i = 0; i < n; i++) {
+        echoed += test_fd_read_until(fd[i], line, ms, buf, sizeof(buf));
+        close(fd[i]);
+    }
+    return echoed;
+}

@@ -58,6 +58,14 @@ int test_connect(struct rdt_conn **out, const char *tstring, const char *passwor
 /* Reads into `buf` until it holds `needle` (NULL: until the end) or a read waits `ms`: the
  * count of bytes (which may hold NULs), or -errno. */
 ssize_t test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms);
+/* A plain socket to 127.0.0.1:port, connected: the fd, or -errno. */
+int test_connect_port(unsigned port);
+/* Reads from fd (up to `ms`) until the end or until buf holds `want` (NULL: the end); what came
+ * is in buf. True when `want` came (NULL: when the end came). */
+bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len);
+/* Sends `line` on each of the `n` sockets, then reads each (up to `ms`) for it to come back, and
+ * closes them: how many echoed it. */
+int test_fds_echoed(const int *fd, int n, const char *line, int ms);
 /* Parses a client string and dials it; reads the greeting into `greet`. */
 int test_dial(const char *tstring, const char *password, char *greet, size_t len, char *err,
               size_t errlen);

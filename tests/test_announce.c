@@ -673,24 +673,6 @@ static int connect_port(unsigned port)
     return connect_from(port, NULL);
 }
 
-/* Reads from fd (up to ms) until the end or until buf holds `want`; what came is in buf. */
-static bool read_until(int fd, const char *want, int ms, char *buf, size_t len)
-{
-    size_t got = 0;
-    buf[0] = '\0';
-    for (int waited = 0; waited <= ms && !(want && strstr(buf, want)); waited += 50) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 50) != 1)
-            continue;
-        ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
-        if (n <= 0)
-            return !want;
-        got += (size_t)n;
-        buf[got] = '\0';
-    }
-    return want && strstr(buf, want);
-}
-
 /* Passes a line through the forward on a connection of its own. */
 static void expect_echoed(unsigned port, const char *line)
 {
@@ -718,7 +700,8 @@ Test(announce, forward_on_a_network_address_caps_each_peer)
     cr_assert(wait_log("fwd.log", "connection 16 from 127.0.0.2:", 5000, log, sizeof(log)), "%s",
               log);
     int more = connect_from(port, "127.0.0.2");
-    cr_expect(read_until(more, NULL, 5000, buf, sizeof(buf)), "the 17th is not closed: %s", buf);
+    cr_expect(test_fd_read_until(more, NULL, 5000, buf, sizeof(buf)), "the 17th is not closed: %s",
+              buf);
     cr_expect(wait_log("fwd.log",
                        "refused: busy: 16 clients from your address 127.0.0.2, the most one host "
                        "may have",
@@ -758,7 +741,7 @@ Test(announce, forward_serves_other_connections_while_one_dial_through_a_broker_
     cr_expect_null(strstr(log, "connection 1 from"), "the first dial was not held: %s", log);
     /* and the first one is served when its broker answers */
     touch("go");
-    cr_expect(read_until(a, "first\n", 10000, buf, sizeof(buf)), "got \"%s\"", buf);
+    cr_expect(test_fd_read_until(a, "first\n", 10000, buf, sizeof(buf)), "got \"%s\"", buf);
     close(a);
     cr_expect(wait_log("fwd.log", "connection 1 from 127.0.0.1:", 0, log, sizeof(log)), "%s", log);
     kill(fwd, SIGTERM);
@@ -784,11 +767,33 @@ Test(announce, forward_drops_a_peer_gone_while_dialing_and_ends_with_dials_pendi
      * once (the broker's way is still held) */
     kill(fwd, SIGTERM);
     cr_expect_eq(wait_exit(fwd, 15000), 0, "rdq did not end with SIGTERM");
-    cr_expect(read_until(c, NULL, 5000, buf, sizeof(buf)), "connection 2 was not closed");
+    cr_expect(test_fd_read_until(c, NULL, 5000, buf, sizeof(buf)), "connection 2 was not closed");
     cr_expect(wait_log("fwd.log", "connection 3 from 127.0.0.1:", 0, log, sizeof(log)), "%s", log);
     cr_expect_null(strstr(log, "connection 2 from"), "the second dial was not held: %s", log);
     touch("go");
     close(c);
+}
+
+/* With clicon, each connection listens for the server's host: while one waits for the server
+ * to connect, the next is answered at once (the port the server dials is taken), and the one
+ * that waited is served once the server comes. */
+Test(announce, forward_answers_other_connections_while_a_clicon_dial_waits)
+{
+    unsigned p = test_free_ports(1);
+    char client[96], t[96], log[8192];
+    snprintf(client, sizeof(client), "tcp:clicon=127.0.0.1,port=%u", p);
+    pid_t fwd;
+    unsigned port = start_forward(client, "0", "60000", "fwd", &fwd, NULL, 0);
+    int fd[2] = {connect_port(port), connect_port(port)};
+    cr_expect(wait_log("fwd.log", "is in use: choose another port", 20000, log, sizeof(log)),
+              "no connection was answered while a dial waited: %s", log);
+    snprintf(t, sizeof(t), "tcp:port=%u,clicon=127.0.0.1", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    spawn(argv, "cat");
+    cr_expect_eq(test_fds_echoed(fd, 2, "first\n", 20000), 1,
+                 "the waiting dial was not served once the server came");
+    kill(fwd, SIGTERM);
+    cr_expect_eq(wait_exit(fwd, 5000), 0, "rdq did not end with SIGTERM");
 }
 
 /* Runs rdq with `args` (bounded, without a terminal) into out. */

@@ -1,7 +1,7 @@
 /* com end to end through the real programs, on a "cable" of two pseudo-terminal pairs: channels
  * served and dialed by processes of their own at both ends, data intact both ways, a channel
  * nobody serves, a line that garbles and drops bytes, the line owner killed, baud rates that do
- * not match, passwords, and the listing. */
+ * not match, passwords, the listing, and a forward whose com dials wait on the loop. */
 #include "helpers.h"
 #include "ptyline.h"
 
@@ -365,4 +365,42 @@ Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
     cr_expect_str_eq(out, "after\n");
     test_stop(s7, SIGTERM);
     end_holder("c7.sleep"); /* the first client's input ends */
+}
+
+/* rdq -premote com:... -forward [ADDR:]PORT (log fwd.log): the port it forwards from. */
+static unsigned forward(const char *t, pid_t *pid)
+{
+    char log[192], text[4096];
+    snprintf(log, sizeof(log), "%s/fwd.log", br.dir);
+    const char *argv[] = {"rdq", "-premote", t, "-forward", "0", "-timeout", "60000", NULL};
+    *pid = test_spawn(argv, log, 0);
+    cr_assert(test_wait_file(log, "rdq: forwarding ", 5000, text, sizeof(text)), "%s", text);
+    const char *at = strstr(text, "rdq: forwarding "), *colon = at ? strchr(at + 16, ' ') : NULL;
+    while (colon && colon > at && colon[-1] != ':')
+        colon--;
+    unsigned port = 0;
+    cr_assert(colon && sscanf(colon, "%u", &port) == 1 && port > 0, "%s", text);
+    return port;
+}
+
+Test(com, a_forward_answers_its_other_connections_while_one_com_dial_waits)
+{
+    /* the cable pulled: the dial that took the channel waits for the other end, and the forward
+     * still takes the next connection and closes it at once (the channel is busy); once the
+     * cable is back, the first is served */
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3"), fwd;
+    unsigned port = forward(client(line.b, 3, ""), &fwd);
+    line.cut = 1;
+    int fd[2] = {test_connect_port(port), test_connect_port(port)};
+    cr_assert(fd[0] >= 0 && fd[1] >= 0, "cannot connect to the forward");
+    char log[192];
+    snprintf(log, sizeof(log), "%s/fwd.log", br.dir);
+    bool answered = test_wait_file(log, "is busy on this end; closed it", 20000, out, sizeof(out));
+    line.cut = 0;
+    cr_expect(answered, "no connection was answered while a dial waited: %s", out);
+    cr_expect_eq(test_fds_echoed(fd, 2, "ping\n", 20000), 1,
+                 "the waiting dial was not served once the cable was back");
+    test_stop(fwd, SIGTERM);
+    test_stop(s3, SIGTERM);
 }

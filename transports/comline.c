@@ -40,6 +40,9 @@
 #define RTO_FLOOR_MS 20  /* the margin of one computed from round trips measured */
 #define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended */
 #define IDLE_EXIT_MS 300
+#define COM_ANSWER_GRACE_MS                                                                        \
+    1000 /* the owner answers by the deadline: a user waits so much more                           \
+          */
 #define USERS_MAX 256
 
 /* ---- Sequence numbers (16 bits, wrapping) ---- */
@@ -968,69 +971,208 @@ static int owner_connect(const struct rdt_tstring *ts, int64_t deadline, char *e
     }
 }
 
-/* Sends a request and reads the owner's answer line (byte by byte: what follows is the
- * connection's). Returns the socket once the answer is OK. */
-static int owner_request_once(const struct rdt_tstring *ts, const char *verb, int64_t deadline,
-                              char *err, size_t errlen)
+/* ---- Users: the owner's answer, read without blocking ---- */
+
+/* The layer of a user's request: its opening sends the request and reads the owner's answer
+ * line (byte by byte: what follows is the connection's); an owner that was ending as we came
+ * says nothing, and a new one is reached (started), once. */
+struct answer {
+    char dev[RDT_COMPORT_MAX + 1];
+    const char *verb; /* DIAL or SERVE */
+    int channel;
+    uint32_t baud;
+    int64_t deadline;
+    char req[96];
+    size_t req_len, req_off;
+    char line[RDT_ERR_MAX];
+    size_t got;
+    bool retried;
+    char err[RDT_ERR_MAX];
+};
+
+/* Reaches the owner (starting it when none runs) with the request ready to go: the bottom of
+ * the stack. */
+static int answer_connect(struct answer *a, struct rdt_conn **out)
 {
-    int fd = owner_connect(ts, deadline, err, errlen);
+    struct rdt_tstring ts = {.proto = RDT_COM, .baud = a->baud, .channel = a->channel};
+    snprintf(ts.com_device, sizeof(ts.com_device), "%s", a->dev);
+    int fd = owner_connect(&ts, a->deadline, a->err, sizeof(a->err));
     if (fd < 0)
         return fd;
-    char req[96], line[RDT_ERR_MAX];
-    int64_t left_ms = deadline - rdt_now_ms(); /* the owner's clock starts now: what is left */
-    int n = snprintf(req, sizeof(req), "RDQCOM 1 %s %d %u %d\n", verb, ts->channel, ts->baud,
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int64_t left_ms = a->deadline - rdt_now_ms(); /* the owner's clock starts now: what is left */
+    int n = snprintf(a->req, sizeof(a->req), "RDQCOM 1 %s %d %u %d\n", a->verb, a->channel, a->baud,
                      (int)(left_ms > 100 ? left_ms : 100));
-    size_t got = 0;
-    int rc = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -errno;
-    while (rc == 0 && got < sizeof(line) - 1 && (got == 0 || line[got - 1] != '\n')) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline + 1000 - rdt_now_ms(); /* the owner answers by the deadline */
-        if (left <= 0 || poll(&p, 1, (int)left) != 1)
-            rc = -ETIMEDOUT;
-        else if (recv(fd, line + got, 1, 0) == 1)
-            got++;
-        else
-            rc = -ECONNRESET;
+    a->req_len = (size_t)n;
+    a->req_off = a->got = 0;
+    *out = rdt_sock_conn(&rdt_unix_ops, fd);
+    if (!*out) {
+        close(fd);
+        return rdt_errf(-ENOMEM, a->err, sizeof(a->err), "out of memory");
     }
-    line[got] = '\0';
-    line[strcspn(line, "\n")] = '\0';
-    if (rc == 0 && strcmp(line, "OK") == 0) {
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        return fd;
-    }
-    close(fd);
-    if (rc == 0 && strncmp(line, "ERR ", 4) == 0)
-        return rdt_errf(strstr(line, "nobody serves")  ? -ECONNREFUSED
-                        : strstr(line, "busy")         ? -EBUSY
-                        : strstr(line, "no answer on") ? -ETIMEDOUT
-                                                       : -EPROTO,
-                        err, errlen, "%s", line + 4);
-    return rdt_errf(rc ? rc : -EPROTO, err, errlen, "com: the owner of the line %s %s",
-                    ts->com_device,
-                    rc == -ETIMEDOUT ? "did not answer in time"
-                    : got == 0 && rc ? "ended before it answered"
-                                     : "ended the connection");
+    return 0;
 }
 
-/* An owner that was ending as we came says nothing: a new one is started, once. */
-static int owner_request(const struct rdt_tstring *ts, const char *verb, int timeout_ms, char *err,
-                         size_t errlen)
+/* What the owner's answer line says: 0 for OK, else why not. */
+static int answer_parse(struct answer *a)
 {
-    int64_t deadline = rdt_now_ms() + timeout_ms;
-    int fd = owner_request_once(ts, verb, deadline, err, errlen);
-    if (fd == -ECONNRESET && strstr(err, "ended before it answered"))
-        fd = owner_request_once(ts, verb, deadline, err, errlen);
-    return fd;
+    a->line[a->got] = '\0';
+    a->line[strcspn(a->line, "\n")] = '\0';
+    if (strcmp(a->line, "OK") == 0)
+        return 0;
+    if (strncmp(a->line, "ERR ", 4) == 0)
+        return rdt_errf(strstr(a->line, "nobody serves")  ? -ECONNREFUSED
+                        : strstr(a->line, "busy")         ? -EBUSY
+                        : strstr(a->line, "no answer on") ? -ETIMEDOUT
+                                                          : -EPROTO,
+                        a->err, sizeof(a->err), "%s", a->line + 4);
+    return rdt_errf(-EPROTO, a->err, sizeof(a->err),
+                    "com: the owner of the line %s ended the connection", a->dev);
 }
 
-int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen)
+/* Sends what is left of the request, then reads the answer as far as it came. */
+static int answer_step(struct rdt_conn *c, struct answer *a)
 {
-    return owner_request(ts, "DIAL", timeout_ms, err, errlen);
+    while (a->req_off < a->req_len) {
+        size_t n = 0;
+        int rc = rdt_conn_write(c->next, a->req + a->req_off, a->req_len - a->req_off, &n);
+        if (rc)
+            return rc == -EAGAIN ? rc : -ECONNRESET;
+        a->req_off += n;
+    }
+    while (a->got < sizeof(a->line) - 1 && (a->got == 0 || a->line[a->got - 1] != '\n')) {
+        size_t n = 0;
+        int rc = rdt_conn_read(c->next, a->line + a->got, 1, &n);
+        if (rc == -EAGAIN)
+            return rc;
+        if (rc || n == 0)
+            return -ECONNRESET;
+        a->got++;
+    }
+    return answer_parse(a);
+}
+
+static int answer_open(struct rdt_conn *c)
+{
+    struct answer *a = c->ctx;
+    for (;;) {
+        int rc = answer_step(c, a);
+        if (rc != -ECONNRESET)
+            return rc;
+        if (a->got || a->retried)
+            return rdt_errf(rc, a->err, sizeof(a->err), "com: the owner of the line %s %s", a->dev,
+                            a->got ? "ended the connection" : "ended before it answered");
+        a->retried = true; /* it was ending as we came: a new one, once */
+        struct rdt_conn *next = NULL;
+        if ((rc = answer_connect(a, &next)))
+            return rc;
+        rdt_conn_free(c->next);
+        c->next = next;
+        c->fd = next->fd;
+    }
+}
+
+static void answer_close(struct rdt_conn *c)
+{
+    free(c->ctx);
+}
+
+static int answer_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
+{
+    return rdt_conn_read(c->next, buf, len, nread);
+}
+
+static int answer_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
+{
+    return rdt_conn_write(c->next, buf, len, nwritten);
+}
+
+static short answer_events(struct rdt_conn *c)
+{
+    struct answer *a = c->ctx;
+    if (c->ready)
+        return rdt_conn_events(c->next);
+    return a->req_off < a->req_len ? POLLOUT : POLLIN;
+}
+
+static const char *answer_last_error(struct rdt_conn *c)
+{
+    struct answer *a = c->ctx;
+    return a->err[0] ? a->err : rdt_conn_error(c->next);
+}
+
+static const struct rdt_ops answer_ops = {
+    .name = "com",
+    .open = answer_open,
+    .close = answer_close,
+    .read = answer_read,
+    .write = answer_write,
+    .events = answer_events,
+    .last_error = answer_last_error,
+};
+
+/* The owner reached and the request on its way: a stack whose opening is the owner's answer. */
+static int owner_request(const struct rdt_tstring *ts, const char *verb, int64_t deadline,
+                         struct rdt_conn **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct answer *a = calloc(1, sizeof(*a));
+    if (!a)
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    *a = (struct answer){
+        .verb = verb, .channel = ts->channel, .baud = ts->baud, .deadline = deadline};
+    snprintf(a->dev, sizeof(a->dev), "%s", ts->com_device);
+    struct rdt_conn *next = NULL;
+    int rc = answer_connect(a, &next);
+    struct rdt_conn *c = rc ? NULL : rdt_conn_push(&answer_ops, a, next);
+    if (!c) {
+        rc = rc ? rdt_errf(rc, err, errlen, "%s", a->err)
+                : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+        rdt_conn_free(next);
+        free(a);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int rdt_com_dial_async(struct rdt_dialer **out, struct event_base *base,
+                       const struct rdt_tstring *ts, const char *password, enum rdt_role role,
+                       int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    int64_t by = rdt_now_ms() + timeout_ms;
+    if (deadline && deadline < by)
+        by = deadline;
+    struct rdt_conn *c = NULL;
+    int rc = owner_request(ts, "DIAL", by, &c, err, errlen);
+    if (rc)
+        return rc;
+    char what[RDT_COMPORT_MAX + 32];
+    snprintf(what, sizeof(what), "the owner of the line %s", ts->com_device);
+    return rdt_dial_over_grace(out, base, c, what, ts, password, role, timeout_ms, deadline,
+                               COM_ANSWER_GRACE_MS, cb, arg, err, errlen);
 }
 
 int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen)
 {
-    return owner_request(ts, "SERVE", 5000, err, errlen);
+    int64_t deadline = rdt_now_ms() + 5000;
+    struct rdt_conn *c = NULL;
+    int rc = owner_request(ts, "SERVE", deadline, &c, err, errlen);
+    if (rc)
+        return rc;
+    rc = rdt_conn_open_wait(c, 5000 + COM_ANSWER_GRACE_MS);
+    if (rc == -ETIMEDOUT)
+        rdt_errf(rc, err, errlen, "com: the owner of the line %s did not answer in time",
+                 ts->com_device);
+    else if (rc)
+        rdt_errf(rc, err, errlen, "%s", rdt_conn_error(c));
+    int fd = rc ? rc : fcntl(rdt_conn_fd(c), F_DUPFD_CLOEXEC, 0); /* the control socket */
+    if (fd < 0 && !rc)
+        rdt_errf(fd = -errno, err, errlen, "com: %s", strerror(errno));
+    rdt_conn_free(c);
+    return fd;
 }
 
 int rdt_com_accept(int ctl, int *fd)

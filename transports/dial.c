@@ -1,6 +1,7 @@
 /* Dialing on the caller's event loop: the name through c-ares, a non-blocking connect to each
  * address in turn (or a connection the caller opened, its own opening still to complete), then
- * the TLS and session layers, one deadline for all of it. Many dialers share one loop (and one
+ * the TLS and session layers, one deadline for all of it (clicon: the name, then a port listened
+ * on until the server connects, then the layers). Many dialers share one loop (and one
  * resolver): a client that asks many hosts waits for the slowest, not for the sum. */
 #include "internal.h"
 
@@ -15,8 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* OPENING: a stack given by the caller completes its own opening (rdt_dial_over) */
-enum stage { RESOLVING, CONNECTING, OPENING, HANDSHAKE };
+/* OPENING: a stack given by the caller completes its own opening (rdt_dial_over); AWAITING:
+ * clicon, the server's host has yet to connect to the port listened on */
+enum stage { RESOLVING, CONNECTING, OPENING, AWAITING, HANDSHAKE };
 
 struct rdt_dialer {
     struct event_base *base;
@@ -33,6 +35,7 @@ struct rdt_dialer {
     struct rdt_conn *c;
     struct event *io, *timer, *soon;
     char what[RDT_HOST_MAX + 64]; /* HOST:PORT of the address being tried, or the given peer */
+    uint16_t listened;            /* clicon: the port the server is to connect to */
     char err[RDT_ERR_MAX];        /* why the last address failed */
     int rc;
 };
@@ -206,6 +209,20 @@ static void try_next(struct rdt_dialer *d)
     finish(d, d->rc ? d->rc : -EHOSTUNREACH, d->err);
 }
 
+/* clicon: listens on the first free port of the range for the server's host, `a`, whose
+ * connection the listening layer's opening takes; then the layers go on top. */
+static void await_start(struct rdt_dialer *d, const struct rdt_addrs *a)
+{
+    char err[RDT_ERR_MAX];
+    int rc = rdt_clicon_listen(&d->ts, a, &d->c, &d->listened, err, sizeof(err));
+    if (rc) {
+        finish(d, rc, err);
+        return;
+    }
+    d->stage = AWAITING;
+    connect_step(d); /* with no address to try after it: its failure is the dial's */
+}
+
 static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void *arg)
 {
     struct rdt_dialer *d = arg;
@@ -214,6 +231,10 @@ static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void
         char why[RDT_ERR_MAX];
         snprintf(why, sizeof(why), "cannot resolve %s", err);
         finish(d, rc == -ENOENT ? -ENXIO : -EHOSTUNREACH, why);
+        return;
+    }
+    if (d->ts.clicon[0]) {
+        await_start(d, a);
         return;
     }
     d->addrs = *a;
@@ -228,8 +249,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     char err[RDT_ERR_MAX];
     if (d->stage == RESOLVING)
         snprintf(err, sizeof(err),
-                 "cannot resolve %s: no answer from the name servers within %d ms", d->ts.server,
-                 d->timeout_ms);
+                 "cannot resolve %s: no answer from the name servers within %d ms",
+                 d->ts.clicon[0] ? d->ts.clicon : d->ts.server, d->timeout_ms);
+    else if (d->stage == AWAITING)
+        snprintf(err, sizeof(err), "tcp: %s did not connect to port %u in time", d->ts.clicon,
+                 d->listened);
     else if (d->stage == CONNECTING) /* nothing answered, not even a refusal */
         snprintf(err, sizeof(err), "tcp: no answer from %s within %d ms", d->what, d->timeout_ms);
     else if (d->stage == OPENING)
@@ -257,7 +281,7 @@ static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
 /* A dialer with its deadline set, nothing started yet. */
 static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_tstring *ts,
                                      const char *password, enum rdt_role role, int timeout_ms,
-                                     int64_t deadline, rdt_dial_cb cb, void *arg)
+                                     int64_t deadline, int grace_ms, rdt_dial_cb cb, void *arg)
 {
     struct rdt_dialer *d = calloc(1, sizeof(*d));
     if (!d)
@@ -269,6 +293,7 @@ static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_t
     int64_t left = timeout_ms;
     if (deadline && deadline - rdt_now_ms() < left)
         left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
+    left += grace_ms;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     d->timer = evtimer_new(base, timer_cb, d);
     d->soon = event_new(base, -1, 0, soon_cb, d);
@@ -286,16 +311,16 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
 {
     *out = NULL;
     bool pipe = ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE;
-    if (!pipe && (ts->proto == RDT_COM || ts->clicon[0]))
-        return rdt_errf(-EPROTONOSUPPORT, err, errlen,
-                        "%s: only tcp, ssl and this host's pipes are dialed on a loop",
-                        ts->clicon[0] ? "clicon" : rdt_proto_name(ts->proto));
-    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+    if (ts->proto == RDT_COM)
+        return rdt_com_dial_async(out, base, ts, password, role, timeout_ms, deadline, cb, arg, err,
+                                  errlen);
+    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, 0, cb, arg);
     int rc = d ? 0 : rdt_errf(-ENOMEM, err, errlen, "out of memory");
     if (rc == 0 && pipe) {
         rc = pipe_start(d, err, errlen);
     } else if (rc == 0) {
-        d->lookup = rdt_lookup_addrs(res, ts->server, ts->ipv6, resolved_cb, d);
+        const char *host = ts->clicon[0] ? ts->clicon : ts->server; /* clicon: who may connect */
+        d->lookup = rdt_lookup_addrs(res, host, ts->ipv6, resolved_cb, d);
         if (!d->lookup)
             rc = rdt_errf(-ENOMEM, err, errlen, "out of memory");
     }
@@ -307,13 +332,14 @@ int rdt_dial_async(struct rdt_dialer **out, struct event_base *base, struct rdt_
     return 0;
 }
 
-int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
-                  const char *what, const struct rdt_tstring *ts, const char *password,
-                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
-                  char *err, size_t errlen)
+int rdt_dial_over_grace(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                        const char *what, const struct rdt_tstring *ts, const char *password,
+                        enum rdt_role role, int timeout_ms, int64_t deadline, int grace_ms,
+                        rdt_dial_cb cb, void *arg, char *err, size_t errlen)
 {
     *out = NULL;
-    struct rdt_dialer *d = dialer_new(base, ts, password, role, timeout_ms, deadline, cb, arg);
+    struct rdt_dialer *d =
+        dialer_new(base, ts, password, role, timeout_ms, deadline, grace_ms, cb, arg);
     if (!d) {
         rdt_conn_free(c);
         return rdt_errf(-ENOMEM, err, errlen, "out of memory");
@@ -326,7 +352,16 @@ int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_c
     return 0;
 }
 
-/* ---- Waiting for one dial: the blocking rdt_dial over tcp and ssl, and others' ---- */
+int rdt_dial_over(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                  const char *what, const struct rdt_tstring *ts, const char *password,
+                  enum rdt_role role, int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg,
+                  char *err, size_t errlen)
+{
+    return rdt_dial_over_grace(out, base, c, what, ts, password, role, timeout_ms, deadline, 0, cb,
+                               arg, err, errlen);
+}
+
+/* ---- Waiting for one dial: the blocking rdt_dial (but for pipes), and others' ---- */
 
 struct dial_wait {
     struct event_base *base;

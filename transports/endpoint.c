@@ -156,17 +156,6 @@ static int bind_pipe(const struct rdt_tstring *ts, struct rdt_bound *b, char *er
 
 /* ---- TCP ---- */
 
-int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
-                size_t errlen)
-{
-    char why[RDT_ERR_MAX];
-    int rc = rdt_resolve_addrs(host, ipv6, timeout_ms > 0 ? timeout_ms : 1, out, why, sizeof(why));
-    if (rc < 0)
-        return rdt_errf(rc == -ENOENT ? -ENXIO : -EHOSTUNREACH, err, errlen, "cannot resolve %s%s",
-                        why, ipv6 ? " (IPv6)" : "");
-    return 0;
-}
-
 /* A listening socket on `port`: IPv6 and IPv4 both unless `ipv6` says IPv6 only. */
 static int listen_port(uint16_t port, bool ipv6)
 {
@@ -324,39 +313,101 @@ static bool peer_is(int fd, const struct rdt_addrs *addrs)
     return false;
 }
 
-/* clicon on the client: listen on the first free port of the range and take the one
- * connection that comes from the named server host. */
-static int await_server(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
-                        char *err, size_t errlen)
+/* ---- clicon on the client: a layer whose opening takes the server's connection ---- */
+
+struct await {
+    int lfd;
+    struct rdt_addrs addrs; /* the server host's: only it may connect */
+    char err[RDT_ERR_MAX];
+};
+
+static int await_open(struct rdt_conn *c)
 {
-    struct rdt_addrs addrs;
-    int rc = rdt_resolve(ts->clicon, ts->ipv6, (int)(deadline - rdt_now_ms()), &addrs, err, errlen);
-    if (rc)
-        return rc;
-    uint16_t port;
-    int lfd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, &port, err, errlen);
-    rc = lfd < 0 ? lfd : -ETIMEDOUT;
-    while (lfd >= 0 && rc == -ETIMEDOUT) {
-        int64_t left = deadline - rdt_now_ms();
-        struct pollfd p = {.fd = lfd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
-            rdt_errf(rc, err, errlen, "tcp: %s did not connect to port %u in time", ts->clicon,
-                     port);
-            break;
-        }
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+    struct await *w = c->ctx;
+    for (;;) {
+        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
             continue;
-        if (!peer_is(fd, &addrs)) {
+        if (fd < 0)
+            return errno == EAGAIN ? -EAGAIN
+                                   : rdt_errf(-errno, w->err, sizeof(w->err), "tcp: accept: %s",
+                                              strerror(errno));
+        if (!peer_is(fd, &w->addrs)) {
             close(fd); /* only the named server may connect */
             continue;
         }
-        *out = rdt_sock_conn(&rdt_tcp_ops, fd);
-        rc = *out ? 0 : -ENOMEM;
+        if (!(c->next = rdt_sock_conn(&rdt_tcp_ops, fd))) {
+            close(fd);
+            return rdt_errf(-ENOMEM, w->err, sizeof(w->err), "out of memory");
+        }
+        c->fd = fd;
+        close(w->lfd);
+        w->lfd = -1;
+        return 0;
     }
-    if (lfd >= 0)
-        close(lfd);
-    return rc;
+}
+
+static void await_close(struct rdt_conn *c)
+{
+    struct await *w = c->ctx;
+    if (w->lfd >= 0)
+        close(w->lfd);
+    free(w);
+}
+
+static int await_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
+{
+    *nread = 0;
+    return c->next ? rdt_conn_read(c->next, buf, len, nread) : -ENOTCONN;
+}
+
+static int await_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
+{
+    *nwritten = 0;
+    return c->next ? rdt_conn_write(c->next, buf, len, nwritten) : -ENOTCONN;
+}
+
+static short await_events(struct rdt_conn *c)
+{
+    return c->next ? rdt_conn_events(c->next) : POLLIN;
+}
+
+static const char *await_last_error(struct rdt_conn *c)
+{
+    struct await *w = c->ctx;
+    return w->err[0] || !c->next ? w->err : rdt_conn_error(c->next);
+}
+
+static const struct rdt_ops await_ops = {
+    .name = "clicon",
+    .open = await_open,
+    .close = await_close,
+    .read = await_read,
+    .write = await_write,
+    .events = await_events,
+    .last_error = await_last_error,
+};
+
+int rdt_clicon_listen(const struct rdt_tstring *ts, const struct rdt_addrs *addrs,
+                      struct rdt_conn **out, uint16_t *port, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct await *w = calloc(1, sizeof(*w));
+    if (!w)
+        return rdt_errf(-ENOMEM, err, errlen, "out of memory");
+    *w = (struct await){.addrs = *addrs};
+    w->lfd = rdt_tcp_listen(ts->port_lo, ts->port_hi, ts->ipv6, port, err, errlen);
+    struct rdt_conn *c = w->lfd < 0 ? NULL : rdt_conn_push(&await_ops, w, NULL);
+    if (!c) {
+        int rc = w->lfd < 0 ? w->lfd : rdt_errf(-ENOMEM, err, errlen, "out of memory");
+        if (w->lfd >= 0)
+            close(w->lfd);
+        free(w);
+        return rc;
+    }
+    c->fd = w->lfd; /* what the opening waits on */
+    *out = c;
+    return 0;
 }
 
 /* The peer of a client string, for messages: HOST:PORT, or the pipe. */
@@ -386,19 +437,11 @@ static int dial(struct rdt_conn **out, const struct rdt_tstring *ts, const char 
                 enum rdt_role role, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
-    if ((ts->proto == RDT_TCP || ts->proto == RDT_SSL) && !ts->clicon[0])
+    if (ts->proto != RDT_NPIPE && ts->proto != RDT_SPIPE)
         return rdt_dial_wait(out, ts, password, role, timeout_ms, err, errlen);
     int64_t deadline = rdt_now_ms() + timeout_ms;
     struct rdt_conn *c = NULL;
-    int rc;
-    if (ts->proto == RDT_COM) {
-        int fd = rdt_com_dial(ts, timeout_ms, err, errlen);
-        rc = fd < 0 ? fd : (c = rdt_sock_conn(&rdt_unix_ops, fd)) ? 0 : -ENOMEM;
-    } else if (ts->proto == RDT_NPIPE || ts->proto == RDT_SPIPE) {
-        rc = rdt_pipe_connect(ts, deadline, &c, err, errlen);
-    } else {
-        rc = await_server(ts, deadline, &c, err, errlen);
-    }
+    int rc = rdt_pipe_connect(ts, deadline, &c, err, errlen);
     if (rc || (rc = rdt_tls_wrap(&c, ts, err, errlen)))
         return rc;
     c = rdt_client_session(c, ts, role, password);

@@ -31,7 +31,15 @@ int rdt_pipe_dir_make(const char *path, char *err, size_t errlen);
  * a control socket, on which rdt_com_accept() takes each client's socket (1), says the owner
  * ended (0), or that nothing is there (-EAGAIN). Errors: -ECONNREFUSED nobody serves the
  * channel, -EBUSY it is busy, -ETIMEDOUT no answer on the line. */
-int rdt_com_dial(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
+int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen);
+int rdt_com_accept(int ctl, int *fd);
+/* A dialer reaches the owner (started if none runs: the fork does not wait for the line), sends
+ * its request, and reads the answer on the loop, as the opening of a layer of its own, the TLS
+ * and session layers then on top (rdt_dial_over): rdt_dial_async for com. */
+int rdt_com_dial_async(struct rdt_dialer **out, struct event_base *base,
+                       const struct rdt_tstring *ts, const char *password, enum rdt_role role,
+                       int timeout_ms, int64_t deadline, rdt_dial_cb cb, void *arg, char *err,
+                       size_t errlen);
 int rdt_com_serve(const struct rdt_tstring *ts, char *err, size_t errlen);
 int rdt_com_accept(int ctl, int *fd);
 
@@ -41,18 +49,25 @@ struct rdt_conn *rdt_sock_connecting(const struct rdt_ops *ops, int fd, const ch
 /* A non-blocking socket connect towards `sa`: 0 (connected), -EINPROGRESS, or -errno. */
 int rdt_sock_connect_start(const struct sockaddr *sa, socklen_t salen, int *fd_out);
 
-/* The addresses of `host` through c-ares (ipv6: IPv6 only), waiting up to `timeout_ms`. */
-int rdt_resolve(const char *host, bool ipv6, int timeout_ms, struct rdt_addrs *out, char *err,
-                size_t errlen);
-
 /* Connects to a local pipe without blocking; a server whose backlog is full is tried again
  * until `deadline` (rdt_now_ms()), then -EBUSY. */
 int rdt_pipe_connect(const struct rdt_tstring *ts, int64_t deadline, struct rdt_conn **out,
                      char *err, size_t errlen);
 
-/* dial.c: dialing tcp and ssl (not clicon) on a loop of its own, as rdt_dial does. */
+/* clicon on the client: a stack listening on the first free port of the range (*port), whose
+ * opening takes the one connection that comes from `addrs` (the server's host). */
+int rdt_clicon_listen(const struct rdt_tstring *ts, const struct rdt_addrs *addrs,
+                      struct rdt_conn **out, uint16_t *port, char *err, size_t errlen);
+
+/* dial.c: dialing tcp, ssl (clicon too) and com on a loop of its own, as rdt_dial does. */
 int rdt_dial_wait(struct rdt_conn **out, const struct rdt_tstring *ts, const char *password,
                   enum rdt_role role, int timeout_ms, char *err, size_t errlen);
+/* rdt_dial_over, the deadline `grace_ms` later than timeout_ms (messages still say timeout_ms):
+ * for a peer that itself answers by timeout_ms, with why it could not. */
+int rdt_dial_over_grace(struct rdt_dialer **out, struct event_base *base, struct rdt_conn *c,
+                        const char *what, const struct rdt_tstring *ts, const char *password,
+                        enum rdt_role role, int timeout_ms, int64_t deadline, int grace_ms,
+                        rdt_dial_cb cb, void *arg, char *err, size_t errlen);
 /* The message of a handshake that did not complete in time. */
 void rdt_dial_timeout_text(const struct rdt_tstring *ts, int timeout_ms, char *err, size_t errlen);
 

@@ -330,7 +330,8 @@ int64_t rdt_now_ms(void);
 /* Dialing on the caller's loop: names through `res`, then each address in turn, then the TLS
  * and session layers, all within `timeout_ms` (or by `deadline`, rdt_now_ms(), when that is not
  * 0 and comes sooner: messages still speak of timeout_ms, the time the user allowed). tcp and ssl
- * (not clicon), npipe and spipe on this host. `cb` gets the ready connection (the caller owns it)
+ * (clicon: listening until the server's host connects), com (through the line's owner), npipe
+ * and spipe on this host. `cb` gets the ready connection (the caller owns it)
  * or NULL with rc and err; the dialer frees itself after `cb` returns. */
 struct rdt_dialer;
 typedef void (*rdt_dial_cb)(struct rdt_conn *conn, int rc, const char *err, void *arg);
