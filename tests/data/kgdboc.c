@@ -2,9 +2,9 @@
  * every 100 ms (some with a '$' in them, and a shell prompt) until it reads the break-in
  * sequence SEQ. Then KGDB has the line: gdbserver debugs PROGRAM over a pipe (gdbserver -
  * PROGRAM), the stand-in passes the protocol between it and the tty, and goes on writing console
- * lines when gdbserver is quiet, between its packets. A 0x03 from the line is dropped, as a
- * running kernel's console takes it for a keystroke; SEQ again is the kernel entering the
- * debugger (sysrq-g): gdbserver gets gdb's interrupt.
+ * lines when gdbserver is quiet, between its packets, and after it ended. A 0x03 from the line
+ * is dropped, as a running kernel's console takes it for a keystroke; SEQ again is the kernel
+ * entering the debugger (sysrq-g): gdbserver gets gdb's interrupt.
  * Usage: test_kgdboc TTY SEQ PROGRAM */
 #include <fcntl.h>
 #include <poll.h>
@@ -118,8 +118,12 @@ static int relay(int fd, struct seq *q, const char *program)
         }
         if (p[1].revents & (POLLIN | POLLHUP)) {
             ssize_t r = read(from, buf, sizeof(buf));
-            if (r <= 0)
-                break;
+            if (r <= 0) { /* the debugger left: the kernel runs on, its console too */
+                close(from);
+                from = p[1].fd = -1;
+                in_packet = 0;
+                continue;
+            }
             put(fd, buf, (size_t)r);
             for (ssize_t i = 0; i < r; i++) {
                 if (buf[i] == '$')
@@ -132,7 +136,7 @@ static int relay(int fd, struct seq *q, const char *program)
             quiet_since = now_ms();
         }
         if (!in_packet && now_ms() - quiet_since >= 150) {
-            dprintf(fd, "[%6u.500000] console line %u while KGDB serves, costs $7\r\n", n, n);
+            dprintf(fd, "[%6u.500000] console line %u of the running kernel, costs $7\r\n", n, n);
             n++;
             quiet_since = now_ms();
         }
