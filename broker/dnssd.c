@@ -1,347 +1,154 @@
-/* The broker on the LAN: its query endpoint published as RDB_SERVICE through avahi-daemon
- * (and, with publish_servers, each listed server as RDB_SERVER_SERVICE), on the broker's loop.
- * The client's life cycle follows avahi-publish: it waits for a daemon that is not there, and
- * starts again when the daemon goes away. */
+/* The broker on the LAN: what it publishes is published by a process of its own (dnssd_int.h,
+ * dnssd_avahi.c), forked on the loop's first turn (after rdbroker has dropped its privileges)
+ * and dying with the broker. The broker sends it the servers to publish whenever they change,
+ * and never waits for it: a state that does not fit in the socket is finished when the socket
+ * is writable, and the changes meanwhile are sent as one state after it. A process that ends is
+ * started again, after a delay that doubles up to BACKOFF_MAX_MS. */
 #include "dnssd.h"
+#include "dnssd_int.h"
 
-#include <avahi-client/client.h>
-#include <avahi-client/publish.h>
-#include <avahi-common/alternative.h>
-#include <avahi-common/error.h>
-#include <avahi-common/malloc.h>
-#include <avahi-common/strlst.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
-#define RETRY_MS 2000    /* a system bus that is not there is tried again this often */
-#define RENAMES_MAX 50   /* alternative names tried at once for one service */
-#define TXT_ITEM_MAX 255 /* the longest string of a TXT record */
-/* avahi-client's calls wait for the daemon's answer (about four for a service): a few services
- * a loop turn, so that the broker keeps answering while it publishes many */
-#define PUBLISH_PER_TURN 8
-#define SUMMARY_MS 1000 /* servers established are summed up when none came for this long */
-
-/* One published service: the broker's own, or a server's. */
-struct svc {
-    struct rdb_dnssd *d;
-    unsigned id; /* the record's (0: the broker itself) */
-    const char *type;
-    char name[64];
-    uint16_t port;
-    bool skip;    /* a record that cannot be published; kept so that it is said once */
-    bool queued;  /* in d->pending */
-    bool reset;   /* its group is reset when its turn comes */
-    bool limited; /* not published: the daemon's objects-per-client-max */
-    AvahiStringList *txt;
-    AvahiEntryGroup *group;
-    TAILQ_ENTRY(svc) link;
-    TAILQ_ENTRY(svc) qlink;
-};
+#define BACKOFF_MS 1000      /* the first delay before a process is started again */
+#define BACKOFF_MAX_MS 30000 /* ... doubling up to this; a process that lived as long resets it */
+#define READS_PER_TURN 16    /* the process's messages read a loop turn, at most */
 
 struct rdb_dnssd {
     struct rdb_broker *b;
     const struct rdb_config *cfg;
-    struct rdb_avahi_poll *poll;
-    AvahiClient *client;
-    bool running; /* the client is AVAHI_CLIENT_S_RUNNING */
-    bool absent;  /* said that no daemon is there: say when one is */
-    struct event *reconnect;
-    struct event *sync;
-    char host[RDT_HOST_MAX + 1];
-    uint16_t port;             /* the broker's query port (0: none to publish) */
-    struct svc *self;          /* NULL: the broker itself is not published */
-    TAILQ_HEAD(, svc) servers; /* ids increasing, as the records */
-    struct svc *cursor;        /* where a sync walk is */
-    TAILQ_HEAD(, svc) pending; /* to publish (or reset), a few a turn */
-    struct event *pump;
-    int nlimited;      /* servers left out for objects-per-client-max ... */
-    bool limited_said; /* ... said once */
-    int established;   /* servers established since the last summary */
-    struct event *summary;
+    struct rdb_service_info self;
+    bool have_self; /* the broker itself is published */
+    pid_t pid;      /* the publishing process (0: none) */
+    pid_t zombie;   /* one that ended but was not reaped yet (0: none) */
+    long started;   /* when it was, in ms */
+    int backoff_ms;
+    int fd; /* its socket (-1: none) */
+    struct event *rev, *wev;
+    struct event *sync;  /* the servers changed: sent on the loop's next turn */
+    struct event *spawn; /* the next process */
+    uint8_t *out;        /* the state being sent, and how much of it is */
+    size_t outlen, outoff;
+    bool dirty; /* the servers changed since `out` was made */
+    uint8_t in[RDB_DNSSD_HDR + 1 + RDB_DNSSD_LOG_MAX];
+    size_t inlen;
 };
 
 #define say(d, prio, ...) rdb_logf((d)->cfg->log, (d)->cfg->log_arg, prio, __VA_ARGS__)
 
-/* Says once that the daemon is not there (until it is again). */
-static void say_absent(struct rdb_dnssd *d, const char *what)
+static long now_ms(void)
 {
-    if (!d->absent)
-        say(d, LOG_WARNING, "DNS-SD: %s", what);
-    d->absent = true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
-/* ---- One service ---- */
+/* ---- The state ---- */
 
-static struct svc *svc_new(struct rdb_dnssd *d, unsigned id, const char *type, const char *name,
-                           uint16_t port)
-{
-    struct svc *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    *s = (struct svc){.d = d, .id = id, .type = type, .port = port};
-    snprintf(s->name, sizeof(s->name), "%s", name); /* cut to 63 bytes */
-    return s;
-}
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+};
 
-static void svc_free(struct svc *s)
+static void put(struct buf *b, const void *data, size_t len)
 {
-    if (!s)
+    if (b->failed)
         return;
-    if (s->group)
-        avahi_entry_group_free(s->group); /* withdrawn at once */
-    avahi_string_list_free(s->txt);
-    free(s);
-}
-
-/* Takes the DNS-SD way out of a name collision: "name #2", "name #3", ... */
-static void svc_rename(struct svc *s)
-{
-    char *n = avahi_alternative_service_name(s->name);
-    if (!n)
-        return;
-    say(s->d, LOG_NOTICE, "DNS-SD: the name \"%s\" is taken on the LAN; now \"%s\"", s->name, n);
-    snprintf(s->name, sizeof(s->name), "%s", n);
-    avahi_free(n);
-}
-
-static void svc_publish(struct svc *s);
-static void svc_queue(struct svc *s, bool reset);
-static void summary_cb(evutil_socket_t fd, short what, void *arg);
-
-static void group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
-{
-    struct svc *s = arg;
-    s->group = g; /* first called inside avahi_entry_group_new */
-    switch (state) {
-    case AVAHI_ENTRY_GROUP_ESTABLISHED:
-        if (s->id == 0) {
-            say(s->d, LOG_INFO, "DNS-SD: published \"%s\" as %s on port %u", s->name, s->type,
-                (unsigned)s->port);
-        } else {
-            s->d->established++;
-            struct timeval tv = {SUMMARY_MS / 1000, (SUMMARY_MS % 1000) * 1000};
-            evtimer_add(s->d->summary, &tv);
-        }
-        break;
-    case AVAHI_ENTRY_GROUP_COLLISION:
-        svc_rename(s);
-        avahi_entry_group_reset(g);
-        svc_publish(s);
-        break;
-    case AVAHI_ENTRY_GROUP_FAILURE:
-        say(s->d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name,
-            avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
-        break;
-    default:
-        break;
-    }
-}
-
-static int svc_add(struct svc *s)
-{
-    return avahi_entry_group_add_service_strlst(s->group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, 0,
-                                                s->name, s->type, NULL, NULL, s->port, s->txt);
-}
-
-/* Adds and commits the service when the daemon runs and its group is empty; a group that
- * failed is reset first. */
-static void svc_publish(struct svc *s)
-{
-    struct rdb_dnssd *d = s->d;
-    if (!d->running || s->skip)
-        return;
-    if (!s->group && !(s->group = avahi_entry_group_new(d->client, group_cb, s))) {
-        int err = avahi_client_errno(d->client);
-        if (err == AVAHI_ERR_TOO_MANY_OBJECTS && s->id) {
-            s->limited = true; /* said once for all, in the summary */
-            d->nlimited++;
-            struct timeval tv = {SUMMARY_MS / 1000, (SUMMARY_MS % 1000) * 1000};
-            evtimer_add(d->summary, &tv);
+    if (b->cap - b->len < len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < len)
+            cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
             return;
         }
-        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(err));
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+}
+
+static void put_entry(unsigned id, const struct rdb_entry *e, void *arg)
+{
+    uint32_t id32 = id;
+    uint8_t kind = (uint8_t)e->kind;
+    uint16_t len = (uint16_t)strnlen(e->advert, sizeof(e->advert) - 1);
+    put(arg, &id32, 4);
+    put(arg, &kind, 1);
+    put(arg, &len, 2);
+    put(arg, e->advert, len);
+}
+
+static void flush(struct rdb_dnssd *d);
+
+/* The broker's servers now, sent whole. */
+static void send_state(struct rdb_dnssd *d)
+{
+    struct buf b = {0};
+    uint8_t hdr[RDB_DNSSD_HDR] = {0, 0, 0, 0, RDB_DNSSD_STATE};
+    put(&b, hdr, sizeof(hdr));
+    rdb_broker_each_listed(d->b, put_entry, &b);
+    d->dirty = false;
+    if (b.failed) {
+        free(b.p);
+        say(d, LOG_WARNING, "DNS-SD: out of memory; the published servers follow later");
+        d->dirty = true; /* sent with the next change */
         return;
     }
-    if (avahi_entry_group_get_state(s->group) == AVAHI_ENTRY_GROUP_FAILURE)
-        avahi_entry_group_reset(s->group);
-    int empty = avahi_entry_group_is_empty(s->group);
-    if (empty < 0) {
-        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(empty));
-        return;
-    }
-    if (!empty)
-        return;
-    int rc = svc_add(s);
-    for (int i = 0; rc == AVAHI_ERR_COLLISION && i < RENAMES_MAX; i++) {
-        svc_rename(s);
-        rc = svc_add(s);
-    }
-    if (rc == 0)
-        rc = avahi_entry_group_commit(s->group);
-    if (rc < 0)
-        say(d, LOG_WARNING, "DNS-SD: \"%s\" not published: %s", s->name, avahi_strerror(rc));
+    uint32_t len = (uint32_t)(b.len - RDB_DNSSD_HDR);
+    memcpy(b.p, &len, 4);
+    free(d->out);
+    d->out = b.p;
+    d->outlen = b.len;
+    d->outoff = 0;
+    flush(d);
 }
 
-/* ---- Publishing a few a turn ---- */
-
-static void svc_queue(struct svc *s, bool reset)
+/* Sends what is left of the state, as much as the socket takes; then the latest, if it changed. */
+static void flush(struct rdb_dnssd *d)
 {
-    struct rdb_dnssd *d = s->d;
-    s->reset |= reset;
-    if (s->limited) {
-        s->limited = false;
-        d->nlimited--;
+    while (d->outoff < d->outlen) {
+        ssize_t n =
+            send(d->fd, d->out + d->outoff, d->outlen - d->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            event_add(d->wev, NULL);
+            return;
+        }
+        if (n <= 0) {
+            d->outoff = d->outlen; /* the process is gone: its socket's end says so */
+            break;
+        }
+        d->outoff += (size_t)n;
     }
-    if (!s->queued) {
-        s->queued = true;
-        if (s->id == 0)
-            TAILQ_INSERT_HEAD(&d->pending, s, qlink); /* the broker itself first */
-        else
-            TAILQ_INSERT_TAIL(&d->pending, s, qlink);
-    }
-    if (!evtimer_pending(d->pump, NULL)) {
-        struct timeval now = {0, 0};
-        evtimer_add(d->pump, &now);
-    }
+    event_del(d->wev);
+    free(d->out);
+    d->out = NULL;
+    d->outlen = d->outoff = 0;
+    if (d->dirty)
+        send_state(d);
 }
 
-static void svc_unqueue(struct svc *s)
-{
-    if (s->queued)
-        TAILQ_REMOVE(&s->d->pending, s, qlink);
-    s->queued = false;
-    if (s->limited)
-        s->d->nlimited--;
-    s->limited = false;
-}
-
-/* Servers left out for the daemon's limit are said once, until all are published. */
-static void say_limited(struct rdb_dnssd *d)
-{
-    if (d->nlimited == 0 && d->running && TAILQ_EMPTY(&d->pending))
-        d->limited_said = false;
-    else if (d->nlimited > 0 && !d->limited_said)
-        say(d, LOG_WARNING,
-            "DNS-SD: %d server%s not published: avahi-daemon allows this client no more "
-            "objects (objects-per-client-max in avahi-daemon.conf)",
-            d->nlimited, d->nlimited == 1 ? "" : "s");
-    d->limited_said |= d->nlimited > 0;
-}
-
-/* Servers established, and those left out, summed up once none came for SUMMARY_MS. */
-static void summary_cb(evutil_socket_t fd, short what, void *arg)
+static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct rdb_dnssd *d = arg;
-    if (d->established)
-        say(d, LOG_INFO, "DNS-SD: %d server%s published as %s", d->established,
-            d->established == 1 ? "" : "s", RDB_SERVER_SERVICE);
-    d->established = 0;
-    say_limited(d);
-}
-
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct rdb_dnssd *d = arg;
-    struct svc *s;
-    for (int n = 0; n < PUBLISH_PER_TURN && (s = TAILQ_FIRST(&d->pending)); n++) {
-        TAILQ_REMOVE(&d->pending, s, qlink);
-        s->queued = false;
-        if (s->reset && s->group)
-            avahi_entry_group_reset(s->group);
-        s->reset = false;
-        svc_publish(s);
-    }
-    if (!TAILQ_EMPTY(&d->pending)) {
-        struct timeval now = {0, 0};
-        evtimer_add(d->pump, &now); /* the rest on the next turns, after what else is due */
-    } else if (d->nlimited == 0) {
-        say_limited(d); /* all published: said again when it happens again */
-    }
-}
-
-/* ---- The broker's servers ---- */
-
-/* The server's own port when it is reached over tcp or ssl, else the broker's. The advert is
- * read as a client's string (Password=* is one), as a client would dial it. */
-static uint16_t server_port(const struct rdb_dnssd *d, const char *advert)
-{
-    struct rdt_tstring ts;
-    char why[RDT_ERR_MAX], client[RDT_STRING_MAX + 32];
-    snprintf(client, sizeof(client), "%s,Server=localhost", advert);
-    if (rdt_parse(client, RDT_CLIENT, &ts, why, sizeof(why)) == 0 &&
-        (ts.proto == RDT_TCP || ts.proto == RDT_SSL) && ts.port_lo)
-        return ts.port_lo;
-    return d->port;
-}
-
-static struct svc *server_svc(struct rdb_dnssd *d, unsigned id, const struct rdb_entry *e)
-{
-    char name[64];
-    snprintf(name, sizeof(name), "%s on %s", e->advert, d->host);
-    struct svc *s = svc_new(d, id, RDB_SERVER_SERVICE, name, server_port(d, e->advert));
-    if (!s)
-        return NULL;
-    if (strlen("advert=") + strlen(e->advert) > TXT_ITEM_MAX || !s->port) {
-        say(d, LOG_NOTICE, "DNS-SD: %.60s not published: %s", e->advert,
-            s->port ? "its string is too long for a TXT record" : "no port to publish");
-        s->skip = true;
-        return s;
-    }
-    s->txt = avahi_string_list_add_printf(NULL, "advert=%s", e->advert);
-    s->txt = avahi_string_list_add_printf(s->txt, "kind=%s", rdb_kind_name(e->kind));
-    s->txt = avahi_string_list_add_printf(s->txt, "v=%d", RDB_VERSION);
-    return s;
-}
-
-/* A server gone: withdrawn at once; its place at the daemon goes to one left out. */
-static void server_drop(struct rdb_dnssd *d, struct svc *s)
-{
-    bool had_group = s->group != NULL;
-    svc_unqueue(s);
-    TAILQ_REMOVE(&d->servers, s, link);
-    svc_free(s);
-    if (!had_group || d->nlimited == 0)
-        return;
-    struct svc *o;
-    TAILQ_FOREACH(o, &d->servers, link)
-    if (o->limited) {
-        svc_queue(o, false);
-        break;
-    }
-}
-
-/* One listed record, in increasing ids: published servers before it are gone. */
-static void sync_one(unsigned id, const struct rdb_entry *e, void *arg)
-{
-    struct rdb_dnssd *d = arg;
-    while (d->cursor && d->cursor->id < id) {
-        struct svc *gone = d->cursor;
-        d->cursor = TAILQ_NEXT(gone, link);
-        server_drop(d, gone);
-    }
-    if (d->cursor && d->cursor->id == id) {
-        d->cursor = TAILQ_NEXT(d->cursor, link);
-        return;
-    }
-    struct svc *s = server_svc(d, id, e);
-    if (!s)
-        return;
-    if (d->cursor)
-        TAILQ_INSERT_BEFORE(d->cursor, s, link);
-    else
-        TAILQ_INSERT_TAIL(&d->servers, s, link);
-    svc_queue(s, false);
+    flush(arg);
 }
 
 static void sync_cb(evutil_socket_t fd, short what, void *arg)
@@ -349,123 +156,163 @@ static void sync_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct rdb_dnssd *d = arg;
-    d->cursor = TAILQ_FIRST(&d->servers);
-    rdb_broker_each_listed(d->b, sync_one, d);
-    while (d->cursor) {
-        struct svc *gone = d->cursor;
-        d->cursor = TAILQ_NEXT(gone, link);
-        server_drop(d, gone);
-    }
+    if (d->fd < 0)
+        return; /* the next process gets the state when it starts */
+    if (d->out)
+        d->dirty = true; /* after the one being sent */
+    else
+        send_state(d);
 }
 
-/* ---- The client ---- */
+/* ---- The process ---- */
 
-/* Every service, queued to be published (after a reset of its group, with `reset`). */
-static void queue_all(struct rdb_dnssd *d, bool reset)
+static void spawn_later(struct rdb_dnssd *d, int ms)
 {
-    if (d->self)
-        svc_queue(d->self, reset);
-    struct svc *s;
-    TAILQ_FOREACH(s, &d->servers, link)
-    svc_queue(s, reset);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(d->spawn, &tv);
 }
 
-static void schedule_reconnect(struct rdb_dnssd *d, int ms)
+static void reap(pid_t *pid, int *status)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    event_add(d->reconnect, &tv);
+    if (*pid > 0 && waitpid(*pid, status, WNOHANG) == *pid)
+        *pid = 0;
 }
 
-static void client_cb(AvahiClient *c, AvahiClientState state, void *arg)
+/* The process ended (its socket did, or said what it should not): said once, started again
+ * after the back-off. */
+static void child_gone(struct rdb_dnssd *d)
 {
-    struct rdb_dnssd *d = arg;
-    d->client = c; /* first called inside avahi_client_new */
-    d->running = state == AVAHI_CLIENT_S_RUNNING;
-    switch (state) {
-    case AVAHI_CLIENT_S_RUNNING:
-        if (d->absent)
-            say(d, LOG_NOTICE, "DNS-SD: avahi-daemon is running; publishing");
-        d->absent = false;
-        queue_all(d, false);
-        break;
-    case AVAHI_CLIENT_S_COLLISION:
-    case AVAHI_CLIENT_S_REGISTERING: /* the host's name changes: publish again when running */
-        queue_all(d, true);
-        break;
-    case AVAHI_CLIENT_CONNECTING:
-        say_absent(d, "avahi-daemon is not running; publishing when it starts");
-        break;
-    case AVAHI_CLIENT_FAILURE:
-        /* a new client, out of this callback: the old one and its groups are freed then */
-        if (avahi_client_errno(c) == AVAHI_ERR_DISCONNECTED) {
-            say_absent(d, "avahi-daemon went away; publishing again when it is back");
-            schedule_reconnect(d, 0);
-        } else {
-            char why[160];
-            snprintf(why, sizeof(why), "avahi-client: %s; trying again",
-                     avahi_strerror(avahi_client_errno(c)));
-            say_absent(d, why);
-            schedule_reconnect(d, RETRY_MS);
-        }
-        break;
-    }
+    event_free(d->rev);
+    event_free(d->wev);
+    d->rev = d->wev = NULL;
+    close(d->fd);
+    d->fd = -1;
+    free(d->out);
+    d->out = NULL;
+    d->outlen = d->outoff = 0;
+    d->inlen = 0;
+    if (d->pid > 0)
+        kill(d->pid, SIGKILL);
+    int status = 0;
+    pid_t pid = d->pid;
+    reap(&d->pid, &status);
+    char how[64] = "";
+    if (d->pid == 0 && WIFEXITED(status))
+        snprintf(how, sizeof(how), " with status %d", WEXITSTATUS(status));
+    else if (d->pid == 0 && WIFSIGNALED(status))
+        snprintf(how, sizeof(how), " by signal %d", WTERMSIG(status));
+    d->zombie = d->pid; /* reaped later */
+    d->pid = 0;
+    if (now_ms() - d->started >= BACKOFF_MAX_MS)
+        d->backoff_ms = BACKOFF_MS;
+    say(d, LOG_WARNING, "DNS-SD: the publishing process (%d) ended%s; another in %d ms", (int)pid,
+        how, d->backoff_ms);
+    spawn_later(d, d->backoff_ms);
+    d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
 }
 
-static void forget_groups(struct rdb_dnssd *d)
+/* The process's log messages, for the broker's log. */
+static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (d->self)
-        d->self->group = NULL;
-    struct svc *s;
-    TAILQ_FOREACH(s, &d->servers, link)
-    s->group = NULL;
-}
-
-static void client_connect(struct rdb_dnssd *d)
-{
-    int err = 0;
-    AvahiClient *c =
-        avahi_client_new(rdb_avahi_poll_api(d->poll), AVAHI_CLIENT_NO_FAIL, client_cb, d, &err);
-    d->client = c;
-    if (c)
-        return;
-    /* no system bus at all: tried again on a timer */
-    d->running = false;
-    say_absent(d, "avahi-daemon is not running; publishing when it starts");
-    schedule_reconnect(d, RETRY_MS);
-}
-
-static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
     (void)what;
     struct rdb_dnssd *d = arg;
-    forget_groups(d); /* the client frees them */
-    if (d->client)
-        avahi_client_free(d->client);
-    d->client = NULL;
-    d->running = false;
-    client_connect(d);
+    for (int r = 0; r < READS_PER_TURN; r++) {
+        ssize_t n = recv(fd, d->in + d->inlen, sizeof(d->in) - d->inlen, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            child_gone(d);
+            return;
+        }
+        d->inlen += (size_t)n;
+        size_t off = 0;
+        uint32_t len;
+        while (d->inlen - off >= RDB_DNSSD_HDR) {
+            memcpy(&len, d->in + off, 4);
+            if (d->in[off + 4] != RDB_DNSSD_LOG || len < 1 || len > 1 + RDB_DNSSD_LOG_MAX) {
+                child_gone(d);
+                return;
+            }
+            if (d->inlen - off - RDB_DNSSD_HDR < len)
+                break;
+            const uint8_t *m = d->in + off + RDB_DNSSD_HDR;
+            say(d, m[0], "%.*s", (int)(len - 1), (const char *)m + 1);
+            off += RDB_DNSSD_HDR + len;
+        }
+        memmove(d->in, d->in + off, d->inlen - off);
+        d->inlen -= off;
+    }
+}
+
+/* In the new process: dies with the broker, keeps none of the broker's descriptors (its peers
+ * would not see them closed) nor its signal handlers. */
+_Noreturn static void child_start(struct rdb_dnssd *d, pid_t parent, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(0);
+    prctl(PR_SET_NAME, "rdbroker-dnssd");
+    static const int sigs[] = {SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        signal(sigs[i], SIG_DFL); /* the broker's, libevent's: not this process's */
+    signal(SIGINT, SIG_IGN);      /* a terminal's ^C is for the broker, which then ends this */
+    signal(SIGQUIT, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(fd, 3) < 0)
+        _exit(1);
+    close_range(4, ~0U, 0);
+    rdb_dnssd_child(3, d->have_self ? &d->self : NULL, d->cfg->publish_servers);
+}
+
+static void spawn_cb(evutil_socket_t fd_, short what, void *arg)
+{
+    (void)fd_;
+    (void)what;
+    struct rdb_dnssd *d = arg;
+    reap(&d->zombie, &(int){0});
+    if (d->zombie) { /* killed but not gone yet: one at a time */
+        spawn_later(d, BACKOFF_MS);
+        return;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        say(d, LOG_WARNING, "DNS-SD: cannot start the publishing process: %s", strerror(errno));
+        spawn_later(d, BACKOFF_MAX_MS);
+        return;
+    }
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0)
+        child_start(d, parent, sv[1]);
+    close(sv[1]);
+    if (pid < 0 || fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 ||
+        !(d->rev = event_new(event_get_base(d->spawn), sv[0], EV_READ | EV_PERSIST, read_cb, d)) ||
+        !(d->wev = event_new(event_get_base(d->spawn), sv[0], EV_WRITE, write_cb, d)) ||
+        event_add(d->rev, NULL) != 0) {
+        say(d, LOG_WARNING, "DNS-SD: cannot start the publishing process: %s",
+            strerror(pid < 0 ? errno : ENOMEM));
+        if (d->rev)
+            event_free(d->rev);
+        if (d->wev)
+            event_free(d->wev);
+        d->rev = d->wev = NULL;
+        close(sv[0]);
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        spawn_later(d, BACKOFF_MAX_MS);
+        return;
+    }
+    d->pid = pid;
+    d->fd = sv[0];
+    d->started = now_ms();
+    if (d->cfg->publish_servers)
+        send_state(d);
 }
 
 /* ---- Life cycle ---- */
-
-static int self_svc(struct rdb_dnssd *d)
-{
-    struct rdb_service_info info;
-    if (rdb_broker_service(d->b, &info) != 0) {
-        say(d, LOG_NOTICE,
-            "DNS-SD: no plain tcp query endpoint (without a password) to "
-            "publish: the broker itself is not on the LAN");
-        return 0;
-    }
-    d->port = info.port;
-    d->self = svc_new(d, 0, RDB_SERVICE, info.instance, info.port);
-    if (!d->self)
-        return -ENOMEM;
-    for (int i = info.ntxt - 1; i >= 0; i--) /* each added in front */
-        d->self->txt = avahi_string_list_add(d->self->txt, info.txt[i]);
-    return 0;
-}
 
 int rdb_dnssd_open(struct rdb_dnssd **out, struct rdb_broker *b, struct event_base *base,
                    const struct rdb_config *cfg)
@@ -476,21 +323,21 @@ int rdb_dnssd_open(struct rdb_dnssd **out, struct rdb_broker *b, struct event_ba
         return -ENOMEM;
     d->b = b;
     d->cfg = cfg;
-    TAILQ_INIT(&d->servers);
-    gethostname(d->host, sizeof(d->host) - 1);
-    d->poll = rdb_avahi_poll_new(base);
-    d->reconnect = evtimer_new(base, reconnect_cb, d);
+    d->fd = -1;
+    d->backoff_ms = BACKOFF_MS;
     d->sync = event_new(base, -1, 0, sync_cb, d);
-    d->pump = evtimer_new(base, pump_cb, d);
-    d->summary = evtimer_new(base, summary_cb, d);
-    TAILQ_INIT(&d->pending);
-    if (!d->poll || !d->reconnect || !d->sync || !d->pump || !d->summary || self_svc(d) != 0) {
+    d->spawn = evtimer_new(base, spawn_cb, d);
+    if (!d->sync || !d->spawn) {
         rdb_dnssd_free(d);
         return -ENOMEM;
     }
-    client_connect(d);
-    if (cfg->publish_servers)
-        rdb_dnssd_changed(d);
+    if (rdb_broker_service(b, &d->self) == 0)
+        d->have_self = true;
+    else
+        say(d, LOG_NOTICE,
+            "DNS-SD: no plain tcp query endpoint (without a password) to "
+            "publish: the broker itself is not on the LAN");
+    spawn_later(d, 0); /* on the loop: after the caller has dropped its privileges */
     *out = d;
     return 0;
 }
@@ -505,19 +352,23 @@ void rdb_dnssd_free(struct rdb_dnssd *d)
 {
     if (!d)
         return;
-    while (!TAILQ_EMPTY(&d->servers))
-        server_drop(d, TAILQ_FIRST(&d->servers));
-    svc_free(d->self);
-    if (d->client)
-        avahi_client_free(d->client);
-    rdb_avahi_poll_free(d->poll);
-    if (d->reconnect)
-        event_free(d->reconnect);
+    if (d->rev)
+        event_free(d->rev);
+    if (d->wev)
+        event_free(d->wev);
+    if (d->fd >= 0)
+        close(d->fd);
+    /* its services are withdrawn by the daemon when its client's connection ends */
+    pid_t pids[] = {d->pid, d->zombie};
+    for (int i = 0; i < 2; i++)
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+        }
+    free(d->out);
     if (d->sync)
         event_free(d->sync);
-    if (d->pump)
-        event_free(d->pump);
-    if (d->summary)
-        event_free(d->summary);
+    if (d->spawn)
+        event_free(d->spawn);
     free(d);
 }

@@ -8,7 +8,9 @@ struct rdb_dnssd;
 
 /* Publishes broker b (rdb_broker_service) as RDB_SERVICE, and with cfg->publish_servers every
  * listed record as RDB_SERVER_SERVICE, for as long as it lives; waits for avahi-daemon when it
- * is not running, and publishes again whenever it (re)starts. Messages go to cfg->log. */
+ * is not running, and publishes again whenever it (re)starts. The publishing runs in a process
+ * forked on base's first turn (dnssd_int.h): the loop never waits for the daemon. Messages,
+ * the process's too, go to cfg->log. */
 int rdb_dnssd_open(struct rdb_dnssd **out, struct rdb_broker *b, struct event_base *base,
                    const struct rdb_config *cfg);
 void rdb_dnssd_free(struct rdb_dnssd *d);

@@ -44,6 +44,8 @@ static void bus_only(void)
 
 static void teardown(void)
 {
+    if (av.daemon > 0)
+        kill(av.daemon, SIGCONT); /* a test that stopped it failed before it went on */
     for (int i = 0; i < 3; i++) {
         test_broker_stop(&br[i], SIGTERM);
         cr_expect(test_logs_clean(&br[i], out, sizeof(out)), "a program reported: %s", out);
@@ -312,6 +314,15 @@ static int count_services(const char *type)
     return test_count(out, "+;");
 }
 
+/* Polls count_services (up to 20 s) until it sees n; returns the last count. */
+static int wait_services(const char *type, int n)
+{
+    int seen = 0;
+    for (int k = 0; k < 100 && (seen = count_services(type)) < n; k++)
+        usleep(200000);
+    return seen;
+}
+
 /* Past avahi-daemon's objects-per-client-max, the servers left out are said once, with a count
  * and the setting, also after the daemon restarts; published servers are summed up. */
 Test(dnssd, too_many_objects_said_once_with_the_setting, .init = with_daemon)
@@ -360,10 +371,7 @@ Test(dnssd, queries_answered_while_many_servers_are_published, .init = bus_only)
     }
     cr_expect_gt(during, 0, "every query came after the publishing");
     cr_expect_lt(worst, 700, "rdq -QR took %ld ms while the broker published", worst);
-    int n = 0;
-    for (int k = 0; k < 100 && (n = count_services(RDB_SERVER_SERVICE)) < 640; k++)
-        usleep(200000);
-    cr_expect_eq(n, 640, "%s", out);
+    cr_expect_eq(wait_services(RDB_SERVER_SERVICE, 640), 640, "%s", out);
     free_conns(c);
     brokers_done();
 }
@@ -675,4 +683,108 @@ Test(dnssd, browse_escapes_fields_and_reports_other_versions, .init = with_daemo
     cr_expect(strstr(logbuf, "rdq: -browse: future: the broker speaks version 2 of the protocol"),
               "%s", logbuf);
     brokers_done();
+}
+
+/* avahi-daemon hangs (stopped) while the broker has servers to withdraw and to publish: avahi's
+ * calls wait up to 25 s for the daemon, in the broker's publishing process, and the broker
+ * answers queries as ever, the new server among the rows; the daemon goes on: it is published. */
+Test(dnssd, queries_answered_while_the_daemon_hangs, .init = with_daemon)
+{
+    start_broker(0, "-publish-servers", NULL);
+    unsigned p = test_free_ports(2);
+    while (p + 1 >= 20000 && p < 20300) /* register_many's */
+        p = test_free_ports(2);
+    pid_t first = serve(0, p);
+    unsigned ports[] = {p, p + 1};
+    static struct seen rows[400];
+    cr_assert_eq(wait_ports(RDB_SERVER_SERVICE, ports, 1, true, 8000, rows, 400), 1, "%s", out);
+    cr_assert_eq(kill(av.daemon, SIGSTOP), 0);
+    test_stop(first, SIGTERM); /* its service withdrawn: a call to the daemon */
+    serve(0, p + 1);
+    for (int i = 0; i < 250 && test_count(broker_log(0), "registered:") < 2; i++)
+        usleep(20000);
+    int rc = test_qr("localhost -timeout 3000", out, sizeof(out));
+    if (rc != 0)
+        kill(av.daemon, SIGCONT);
+    cr_assert_eq(rc, 0, "rdq -QR had no answer while avahi-daemon was stopped: %s", out);
+    char row[64], gone[64];
+    snprintf(row, sizeof(row), "tcp:Port=%u\n", p + 1);
+    snprintf(gone, sizeof(gone), "tcp:Port=%u\n", p);
+    cr_expect(strstr(out, row), "%s", out);
+    cr_expect(!strstr(out, gone), "%s", out);
+    /* registrations answered meanwhile, each a new state for the publishing process, which
+     * reads none of them: more than its socket holds */
+    struct rdt_conn *c[MANY_CONNS] = {0};
+    register_many(0, 300, c);
+    static char big[1 << 16];
+    rc = test_qr("localhost -timeout 3000", big, sizeof(big));
+    kill(av.daemon, SIGCONT);
+    cr_assert_eq(rc, 0, "rdq -QR had no answer while avahi-daemon was stopped: %s", big);
+    cr_expect_eq(test_count(big, "\n"), 1 + 301, "%s", big);
+    cr_expect_geq(wait_ports(RDB_SERVER_SERVICE, ports + 1, 1, true, 15000, rows, 400), 1,
+                  "the new server is not published");
+    cr_expect_geq(wait_ports(RDB_SERVER_SERVICE, ports, 1, false, 5000, rows, 400), 1,
+                  "the ended server is still published");
+    cr_expect_eq(wait_services(RDB_SERVER_SERVICE, 301), 301, "%s", out);
+    free_conns(c);
+    brokers_done();
+}
+
+/* The broker's publishing process (its only child), or 0. */
+static pid_t publisher(pid_t broker)
+{
+    char path[64], buf[64] = "";
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)broker, (int)broker);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = '\0';
+    fclose(f);
+    return (pid_t)atoi(buf);
+}
+
+/* Whether pid runs (a zombie does not). */
+static bool alive(pid_t pid)
+{
+    char path[64], state = 'Z';
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+        state = 'Z';
+    fclose(f);
+    return state != 'Z' && state != 'X';
+}
+
+/* The publishing process killed: the broker says so once and starts another, which publishes the
+ * broker and its servers again; the broker killed, its publishing process dies with it. */
+Test(dnssd, publishing_process_started_again_and_dies_with_the_broker, .init = with_daemon)
+{
+    start_broker(0, "-publish-servers", NULL);
+    unsigned p = test_free_ports(1);
+    serve(0, p);
+    unsigned ports[] = {br[0].port}, sports[] = {p};
+    struct seen rows[8];
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    cr_assert_geq(wait_ports(RDB_SERVER_SERVICE, sports, 1, true, 8000, rows, 8), 1, "%s", out);
+    pid_t first = publisher(br[0].pid);
+    cr_assert_gt(first, 0);
+    cr_assert_eq(kill(first, SIGKILL), 0);
+    cr_assert(test_wait_file(br[0].log, "the publishing process", 3000, logbuf, sizeof(logbuf)),
+              "%s", logbuf);
+    for (int i = 0; i < 100 && test_count(broker_log(0), "published \"rdq broker on") < 2; i++)
+        usleep(100000);
+    cr_expect_eq(test_count(logbuf, "published \"rdq broker on"), 2, "%s", logbuf);
+    cr_expect_eq(test_count(logbuf, "publishing process"), 1, "%s", logbuf);
+    cr_assert_geq(wait_ports(RDB_SERVER_SERVICE, sports, 1, true, 8000, rows, 8), 1, "%s", out);
+    cr_assert_geq(wait_ports(RDB_SERVICE, ports, 1, true, 8000, rows, 8), 1, "%s", out);
+    pid_t second = publisher(br[0].pid);
+    cr_assert(second > 0 && second != first, "%d, %d", (int)first, (int)second);
+    test_broker_stop(&br[0], SIGKILL);
+    int i = 0;
+    while (i++ < 200 && alive(second))
+        usleep(10000);
+    cr_expect(!alive(second), "the publishing process outlived the broker");
 }
