@@ -186,6 +186,7 @@ static pid_t start_app(char **argv, bool suspended)
 }
 
 #define STUB_GRACE_MS 2000  /* after its client leaves, a stub has this long to end */
+#define IDLE_GRACES 5       /* a client that takes nothing for this many graces is let go */
 #define CLIENTS_MAX 64      /* clients (each with its stub) at once ... */
 #define PEER_CLIENTS_MAX 16 /* ... and of one peer (an address) */
 
@@ -209,6 +210,7 @@ struct client {
     unsigned n;
     bool gone; /* the splice is over */
     bool term_sent;
+    unsigned idle; /* grace periods in which the client took nothing of what waits for it */
     uint64_t sent; /* the stub's output the client had when the grace began */
     char peer[64];
     LIST_ENTRY(client) link;
@@ -232,10 +234,22 @@ static void client_free(struct client *c)
 }
 
 /* Whether the client still takes the stub's output: bytes it took since the last look, or bytes
- * that wait for it. */
-static bool still_reading(const struct client *c)
+ * that wait for it, though not for ever: one that takes nothing for IDLE_GRACES is let go. */
+static bool still_reading(struct client *c)
 {
-    return c->sp && !c->gone && (rdt_splice_sent(c->sp) != c->sent || rdt_splice_holding(c->sp));
+    if (!c->sp || c->gone)
+        return false;
+    if (rdt_splice_sent(c->sp) != c->sent) {
+        c->idle = 0;
+        return true;
+    }
+    if (!rdt_splice_holding(c->sp))
+        return false;
+    if (++c->idle < IDLE_GRACES)
+        return true;
+    fprintf(stderr, "rdsrv: client %u took nothing of its stub's output for %d s; let go\n", c->n,
+            IDLE_GRACES * STUB_GRACE_MS / 1000);
+    return false;
 }
 
 /* A stub that outlives its client is ended (SIGTERM, then SIGKILL); a client that outlives its

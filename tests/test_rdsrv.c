@@ -316,6 +316,29 @@ Test(rdsrv, one_host_cannot_take_every_place)
     stop(s);
 }
 
+/* A client that never reads what its stub wrote does not keep its place for ever once the stub
+ * has ended: it is let go, and said so. */
+Test(rdsrv, a_client_that_never_reads_is_let_go_after_its_stub_ended)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], cs[64], err[RDT_ERR_MAX], log[4096];
+    snprintf(t, sizeof(t), "tcp:port=%u", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "head -c 3000000 /dev/zero", NULL};
+    pid_t s = spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    snprintf(cs, sizeof(cs), "tcp:server=127.0.0.1,port=%u", p);
+    struct rdt_conn *c;
+    cr_assert_eq(test_connect(&c, cs, NULL, err, sizeof(err)), 0, "%s", err);
+    int small = 4096; /* and it reads nothing: the stub's output waits in rdsrv */
+    setsockopt(rdt_conn_fd(c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    cr_expect(wait_log("srv.log",
+                       "rdsrv: client 1 took nothing of its stub's output for 10 s; let go", 20000,
+                       log, sizeof(log)),
+              "%s", log);
+    rdt_conn_free(c);
+    stop(s);
+}
+
 Test(rdsrv, premote_carries_a_flood_both_ways_at_once)
 {
     /* 64 MB through a stub that echoes it as it comes: all of it comes back while both
