@@ -319,16 +319,17 @@ void hub_client_new(struct hub_server *via, struct rdt_conn *conn, const char *p
     peer = peer ? peer : "?";
     const char *why = h->ending ? "the session is ending"
                                 : rdt_peers_take(&h->peers, peer, per_peer, busy, sizeof(busy));
-    if (why) {
+    bool taken = !why;
+    struct hub_client *c = taken ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
         uint8_t f[RDS_HDR_LEN + sizeof(busy)];
+        if (taken)
+            rdt_peers_give(&h->peers, peer); /* taken, then no memory for it */
+        why = why ? why : "out of memory";
         size_t n = rds_frame(f, RDS_END, why, strlen(why));
         rdt_conn_close_with(conn, f, n);
-        return;
-    }
-    struct hub_client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        rdt_peers_give(&h->peers, peer);
-        rdt_conn_free(conn);
+        if (via->clicon && via->rs && !h->ending)
+            rdt_server_redial(via->rs->srv); /* a clicon server calls again */
         return;
     }
     *c = (struct hub_client){.h = h, .via = via, .conn = conn, .id = ++h->next_id};

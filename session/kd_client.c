@@ -30,15 +30,18 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     kd_client_free(c);
 }
 
-void kd_client_new(struct rds_kd *k, struct rdt_conn *conn, const char *peer, bool watcher)
+void kd_client_new(struct rds_kd *k, struct rdt_server *srv, struct rdt_conn *conn,
+                   const char *peer, bool watcher)
 {
     struct kd_client *c = calloc(1, sizeof(*c));
     if (!c) {
         rdt_peers_give(&k->peers, peer);
         rdt_conn_free(conn);
+        rdt_server_redial(srv);
         return;
     }
     c->k = k;
+    c->srv = srv;
     c->conn = conn;
     c->n = ++k->nclients;
     c->st = watcher ? KC_WATCH : KC_HELLO;
@@ -79,7 +82,11 @@ void kd_client_free(struct kd_client *c)
     if (c->out)
         evbuffer_free(c->out);
     rdt_conn_free(c->conn);
+    struct rdt_server *srv = c->srv;
+    struct rds_kd *k = c->k;
     free(c);
+    if (!k->ending)
+        rdt_server_redial(srv); /* a clicon server: ready for the next client */
 }
 
 void kd_client_close(struct kd_client *c)

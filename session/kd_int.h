@@ -115,8 +115,9 @@ struct kd_client {
     struct rds_kd *k;
     enum kc_state st;
     struct rdt_conn *conn;
-    struct evbuffer *in;  /* the first bytes, until the request or gdb is told apart */
-    struct evbuffer *out; /* to the client */
+    struct rdt_server *srv; /* it came through (a clicon server calls again after it) */
+    struct evbuffer *in;    /* the first bytes, until the request or gdb is told apart */
+    struct evbuffer *out;   /* to the client */
     struct event *rev, *wev, *timer;
     struct kd_link *link; /* the link it is attached to */
     struct kd_scan scan;
@@ -142,12 +143,14 @@ struct rds_kd {
     LIST_HEAD(, kd_client) clients;
     unsigned nclients;
     struct rdt_peers peers;
+    bool ending;            /* being freed: clicon servers call no more */
     unsigned turned_away;   /* since the last report of it */
     int64_t turned_away_at; /* that report's time */
 };
 
 /* kd_client.c */
-void kd_client_new(struct rds_kd *k, struct rdt_conn *conn, const char *peer, bool watcher);
+void kd_client_new(struct rds_kd *k, struct rdt_server *srv, struct rdt_conn *conn,
+                   const char *peer, bool watcher);
 void kd_client_free(struct kd_client *c);
 void kd_client_rearm(struct kd_client *c);
 /* Ends a client once `out` has gone (or after KD_FLUSH_MS). */

@@ -49,11 +49,12 @@ static void on_conn(struct rdt_server *srv, struct rdt_conn *conn, const char *p
         return;
     }
     if (!rdt_peers_take(&k->peers, peer, rdt_server_caps_peers(srv), why, sizeof(why))) {
-        kd_client_new(k, conn, peer, s->console);
+        kd_client_new(k, srv, conn, peer, s->console);
         return;
     }
     int n = snprintf(line, sizeof(line), "ERR %s\n", why);
     rdt_conn_close_with(conn, line, (size_t)n);
+    rdt_server_redial(srv);
     k->turned_away++;
     int64_t now = rdt_now_ms();
     if (now - k->turned_away_at >= 1000) { /* a flood is reported, not logged line by line */
@@ -154,6 +155,7 @@ void rds_kd_free(struct rds_kd *k)
 {
     if (!k)
         return;
+    k->ending = true;
     while (!LIST_EMPTY(&k->clients))
         kd_client_free(LIST_FIRST(&k->clients));
     while (!LIST_EMPTY(&k->links)) {

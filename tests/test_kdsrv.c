@@ -498,6 +498,30 @@ Test(kdsrv, a_link_that_closes_ends_its_client_only)
     expect_debugged(run_gdb(p, NULL, out, sizeof(out)), out);
 }
 
+/* A clicon server calls the next client after each one: a client refused, then one debugged. */
+Test(kdsrv, a_clicon_server_calls_again_after_each_client)
+{
+    unsigned p = test_free_ports(1);
+    char t[64], cmd[512];
+    snprintf(t, sizeof(t), "tcp:port=%u,clicon=127.0.0.1", p);
+    const char *argv[] = {"rdkdsrv", "-t", t, "-link", link_s, NULL};
+    spawn(argv, "rdkdsrv");
+    snprintf(cmd, sizeof(cmd),
+             "timeout 20 rdq -premote tcp:clicon=127.0.0.1,port=%u -timeout 8000 -k "
+             "tcp:server=127.0.0.1,port=1 </dev/null",
+             p);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 1, "%s", out);
+    cr_expect(strstr(out, "not allowed"), "%s", out);
+    stub_on_line();
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 gdb -batch -nx -ex 'set confirm off' -ex 'set auto-connect-native off' "
+             "-ex 'set sysroot /' -ex 'target remote | rdq -premote "
+             "tcp:clicon=127.0.0.1,port=%u -timeout 8000' -ex 'file %s' -ex 'break reached' "
+             "-ex 'continue' -ex 'print answer' -ex 'maint print target-stack'",
+             p, target());
+    expect_debugged(test_run(cmd, out, sizeof(out), true), out);
+}
+
 Test(kdsrv, bad_links_and_help)
 {
     cr_expect_eq(test_run("rdkdsrv -t tcp:port=1 -link com:port=/dev/ttyS0,baud=9600,channel=1",
