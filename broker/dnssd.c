@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -236,7 +237,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             if (d->inlen - off - RDB_DNSSD_HDR < len)
                 break;
             const uint8_t *m = d->in + off + RDB_DNSSD_HDR;
-            say(d, m[0], "%.*s", (int)(len - 1), (const char *)m + 1);
+            say(d, m[0] & LOG_PRIMASK, "%.*s", (int)(len - 1), (const char *)m + 1);
             off += RDB_DNSSD_HDR + len;
         }
         memmove(d->in, d->in + off, d->inlen - off);
@@ -262,7 +263,12 @@ _Noreturn static void child_start(struct rdb_dnssd *d, pid_t parent, int fd)
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(fd, 3) < 0)
         _exit(1);
-    close_range(4, ~0U, 0);
+    if (close_range(4, ~0U, 0) != 0) { /* an older kernel: one by one */
+        struct rlimit rl = {.rlim_cur = 1024};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        for (rlim_t i = 4; i < rl.rlim_cur && i < 65536; i++)
+            close((int)i);
+    }
     rdb_dnssd_child(3, d->have_self ? &d->self : NULL, d->cfg->publish_servers);
 }
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -225,8 +226,14 @@ static void console_open(struct rds_hub *h)
 
 static void console_close(struct rds_hub *h)
 {
-    if (h->tty_out >= 0) { /* what the terminal takes of what is left */
-        evbuffer_write(h->cout, h->tty_out);
+    if (h->tty_out >= 0) { /* what is left, for as long as the terminal takes it (2 s at most) */
+        int64_t end = rdt_now_ms() + 2000;
+        while (evbuffer_get_length(h->cout) && rdt_now_ms() < end) {
+            struct pollfd p = {.fd = h->tty_out, .events = POLLOUT};
+            if (poll(&p, 1, (int)(end - rdt_now_ms())) != 1 ||
+                (evbuffer_write(h->cout, h->tty_out) < 0 && errno != EAGAIN && errno != EINTR))
+                break;
+        }
         close(h->tty_out);
         h->tty_out = -1;
     } else if (h->cout) { /* stdout is shared with the shell: blocking again, what is left */

@@ -114,7 +114,8 @@ static void window_size(const struct rds_hub *h, struct winsize *ws)
 {
     *ws = (struct winsize){.ws_row = 50, .ws_col = 200};
     struct winsize local;
-    if (h->tty && ioctl(0, TIOCGWINSZ, &local) == 0 && local.ws_row && local.ws_col)
+    int fd = h->tty ? 0 : h->tty_out; /* the console's terminal, typed into or only shown on */
+    if (fd >= 0 && ioctl(fd, TIOCGWINSZ, &local) == 0 && local.ws_row && local.ws_col)
         *ws = local;
 }
 
@@ -122,7 +123,7 @@ void hub_pty_resize(struct rds_hub *h)
 {
     struct winsize ws;
     window_size(h, &ws);
-    if (h->tty && h->master >= 0)
+    if ((h->tty || h->tty_out >= 0) && h->master >= 0)
         ioctl(h->master, TIOCSWINSZ, &ws); /* the kernel tells the debugger (SIGWINCH) */
 }
 

@@ -324,7 +324,7 @@ struct await {
 static int await_open(struct rdt_conn *c)
 {
     struct await *w = c->ctx;
-    for (;;) {
+    for (int tries = 0; tries < 16; tries++) { /* strangers get 16 a turn, no more */
         int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
             continue;
@@ -345,6 +345,7 @@ static int await_open(struct rdt_conn *c)
         w->lfd = -1;
         return 0;
     }
+    return -EAGAIN; /* the others on the loop's next turn */
 }
 
 static void await_close(struct rdt_conn *c)

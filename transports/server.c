@@ -22,7 +22,7 @@
 #define PENALTY_MAX_MS 8000 /* ... doubling up to this */
 #define PENALTY_FORGET_MS 60000
 #define REDIAL_MIN_MS 100
-#define REDIAL_MAX_MS 5000
+#define REDIAL_MAX_MS 2000 /* well within a waiting client's time */
 #define ACCEPT_PAUSE_MS 100
 
 struct penalty {
