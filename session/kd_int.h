@@ -77,14 +77,10 @@ struct kd_link {
     int64_t hold_since;      /* when the '$' held now came */
     struct kd_client *owner; /* the gdb client it serves, if any */
     struct kd_split split;
-    bool kept; /* a console link: open for the server's life */
-    /* a tcp link being connected (its owner waits): the name, then each address in turn */
-    bool connecting;
-    struct rdt_lookup *lookup;
-    struct rdt_addrs addrs;
-    int next_addr, rc;
-    int64_t until; /* the deadline */
-    struct event *cev, *deadline;
+    bool kept;                 /* a console link: open for the server's life */
+    bool connecting;           /* a tcp link being dialed (its owner waits) */
+    struct rdt_dialer *dialer; /* ... by this */
+    struct rdt_conn *conn;     /* a tcp link's connection, whose descriptor is fd */
     LIST_ENTRY(kd_link) entry;
 };
 

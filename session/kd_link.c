@@ -3,7 +3,6 @@
 #include "kd_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -12,7 +11,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <termios.h>
-#include <unistd.h>
 
 #define LINK_FORMS                                                                                 \
     "com:port=DEV,baud=N (a serial line) or tcp:server=HOST,port=N (a gdbstub such as QEMU's "     \
@@ -66,121 +64,34 @@ int kd_link_parse(const char *s, struct rdt_tstring *ts, char *canon, size_t len
     return -EINVAL;
 }
 
-/* ---- A tcp link, connected on the loop ---- */
+/* ---- A tcp link, dialed on the loop: raw bytes, no session layer (as a Foreign string) ---- */
 
-static void tcp_done(struct kd_link *l, int rc, const char *why)
+static void dialed(struct rdt_conn *conn, int rc, const char *why, void *arg)
 {
+    struct kd_link *l = arg;
     char err[RDT_ERR_MAX];
+    l->dialer = NULL;
     l->connecting = false;
-    rdt_lookup_cancel(l->lookup);
-    l->lookup = NULL;
-    evtimer_del(l->deadline);
-    if (l->cev)
-        event_free(l->cev);
-    l->cev = NULL;
-    if (rc && l->fd >= 0) {
-        close(l->fd);
-        l->fd = -1;
-    }
-    snprintf(err, sizeof(err), "%s: %s", l->name, why ? why : strerror(-rc));
+    l->conn = conn;
+    l->fd = conn ? rdt_conn_fd(conn) : -1;
+    int one = 1;
+    if (conn) /* gdb's packets are small and wait for their answers */
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    snprintf(err, sizeof(err), "%s: %s", l->name, why && *why ? why : strerror(-rc));
     kd_link_opened(l, rc, rc ? err : NULL);
-}
-
-static void try_next(struct kd_link *l);
-
-static void connected_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct kd_link *l = arg;
-    int e = 0, one = 1;
-    socklen_t el = sizeof(e);
-    if (what & EV_TIMEOUT)
-        e = ETIMEDOUT; /* this address's share of the time: the next one's turn */
-    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-        e = errno;
-    event_free(l->cev);
-    l->cev = NULL;
-    if (e) {
-        close(l->fd);
-        l->fd = -1;
-        l->rc = -e;
-        try_next(l);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    tcp_done(l, 0, NULL);
-}
-
-/* Connects to the next address, or says that none answered. */
-static void try_next(struct kd_link *l)
-{
-    while (l->next_addr < l->addrs.n) {
-        struct sockaddr_storage sa;
-        socklen_t salen;
-        if (rdt_sockaddr_of(l->addrs.addr[l->next_addr++], l->ts.port_lo, &sa, &salen) != 0)
-            continue;
-        int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            l->rc = -errno;
-            continue;
-        }
-        if (connect(fd, (struct sockaddr *)&sa, salen) != 0 && errno != EINPROGRESS) {
-            l->rc = -errno;
-            close(fd);
-            continue;
-        }
-        /* each address but the last gets its share of the time left: one that drops the
-         * connection silently does not use up the others' */
-        int left = l->addrs.n - l->next_addr;
-        int64_t share = (l->until - rdt_now_ms()) / (left + 1);
-        struct timeval tv = {.tv_sec = (time_t)(share / 1000),
-                             .tv_usec = (suseconds_t)(share % 1000 * 1000)};
-        l->fd = fd;
-        l->cev = event_new(l->k->base, fd, EV_WRITE, connected_cb, l);
-        if (l->cev && event_add(l->cev, left && share > 0 ? &tv : NULL) == 0)
-            return;
-        tcp_done(l, -ENOMEM, NULL);
-        return;
-    }
-    tcp_done(l, l->rc ? l->rc : -EHOSTUNREACH, NULL);
-}
-
-static void resolved_cb(int rc, const struct rdt_addrs *a, const char *err, void *arg)
-{
-    struct kd_link *l = arg;
-    l->lookup = NULL;
-    if (rc < 0 || !a || a->n == 0) {
-        tcp_done(l, rc < 0 ? rc : -ENOENT, rc < 0 && err && *err ? err : NULL);
-        return;
-    }
-    l->addrs = *a;
-    try_next(l);
-}
-
-static void deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    char why[64];
-    snprintf(why, sizeof(why), "no answer in %d ms", KD_CONNECT_MS);
-    tcp_done(arg, -ETIMEDOUT, why);
 }
 
 static int open_tcp(struct kd_link *l, char *err, size_t errlen)
 {
     struct rds_kd *k = l->k;
-    struct timeval tv = {.tv_sec = KD_CONNECT_MS / 1000, .tv_usec = KD_CONNECT_MS % 1000 * 1000};
+    struct rdt_tstring ts = l->ts;
+    ts.foreign = true; /* the gdbstub's own bytes */
     if (!k->res && rdt_resolver_new_within(&k->res, k->base, KD_CONNECT_MS, err, errlen) != 0)
         return -ENOMEM;
-    l->connecting = true;
-    l->until = rdt_now_ms() + KD_CONNECT_MS;
-    l->deadline = evtimer_new(k->base, deadline_cb, l);
-    l->lookup =
-        l->deadline ? rdt_lookup_addrs(k->res, l->ts.server, l->ts.ipv6, resolved_cb, l) : NULL;
-    if (!l->lookup || evtimer_add(l->deadline, &tv) != 0) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    return 0;
+    int rc = rdt_dial_async(&l->dialer, k->base, k->res, &ts, NULL, RDT_ROLE_CLIENT, KD_CONNECT_MS,
+                            0, dialed, l, err, errlen);
+    l->connecting = rc == 0;
+    return rc;
 }
 
 int kd_link_open(struct kd_link **out, struct rds_kd *k, const struct rdt_tstring *ts,
@@ -220,18 +131,13 @@ void kd_link_close(struct kd_link *l)
         event_free(l->rev);
     if (l->wev)
         event_free(l->wev);
-    rdt_lookup_cancel(l->lookup);
-    if (l->cev)
-        event_free(l->cev);
-    if (l->deadline)
-        event_free(l->deadline);
+    rdt_dialer_free(l->dialer);
     if (l->quiet)
         event_free(l->quiet);
     kd_split_free(&l->split);
     if (l->ser)
         rdt_serial_close(l->ser);
-    else if (l->fd >= 0)
-        close(l->fd);
+    rdt_conn_free(l->conn);
     evbuffer_free(l->out);
     free(l);
 }

@@ -38,6 +38,7 @@ struct rdt_dialer {
     uint16_t listened;            /* clicon: the port the server is to connect to */
     char err[RDT_ERR_MAX];        /* why the last address failed */
     int rc;
+    int64_t until; /* the deadline: each address but the last gets its share of the time left */
 };
 
 void rdt_dialer_free(struct rdt_dialer *d)
@@ -82,7 +83,12 @@ static void wait_for(struct rdt_dialer *d)
     if (d->io)
         event_free(d->io);
     d->io = event_new(d->base, rdt_conn_fd(d->c), ev, io_cb, d);
-    if (!d->io || event_add(d->io, NULL) != 0)
+    /* connecting while other addresses wait: this one has its share, so that one that drops
+     * the connection silently does not use up the others' time */
+    int others = d->stage == CONNECTING ? d->addrs.n - d->next_addr : 0;
+    int64_t share = others ? (d->until - rdt_now_ms()) / (others + 1) : 0;
+    struct timeval tv = {(time_t)(share / 1000), (suseconds_t)(share % 1000) * 1000};
+    if (!d->io || event_add(d->io, share > 0 ? &tv : NULL) != 0)
         finish(d, -ENOMEM, "out of memory");
 }
 
@@ -139,15 +145,28 @@ static void connect_step(struct rdt_dialer *d)
     layers_start(d);
 }
 
-static void io_cb(evutil_socket_t fd, short what, void *arg)
+/* The dial goes on from where it is. */
+static void step(struct rdt_dialer *d)
 {
-    (void)fd;
-    (void)what;
-    struct rdt_dialer *d = arg;
     if (d->stage == HANDSHAKE)
         handshake_step(d);
     else
         connect_step(d);
+}
+
+static void io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct rdt_dialer *d = arg;
+    if (d->stage == CONNECTING && (what & EV_TIMEOUT)) { /* its share is up: the next one */
+        d->rc = -ETIMEDOUT;
+        snprintf(d->err, sizeof(d->err), "tcp: no answer from %s", d->what);
+        rdt_conn_free(d->c);
+        d->c = NULL;
+        try_next(d);
+        return;
+    }
+    step(d);
 }
 
 int rdt_sockaddr_of(const char *addr, uint16_t port, struct sockaddr_storage *sa, socklen_t *len)
@@ -265,7 +284,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void soon_cb(evutil_socket_t fd, short what, void *arg)
 {
-    io_cb(fd, what, arg);
+    (void)fd;
+    (void)what;
+    step(arg);
 }
 
 static int pipe_start(struct rdt_dialer *d, char *err, size_t errlen)
@@ -294,6 +315,7 @@ static struct rdt_dialer *dialer_new(struct event_base *base, const struct rdt_t
     if (deadline && deadline - rdt_now_ms() < left)
         left = deadline > rdt_now_ms() ? deadline - rdt_now_ms() : 0;
     left += grace_ms;
+    d->until = rdt_now_ms() + left;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     d->timer = evtimer_new(base, timer_cb, d);
     d->soon = event_new(base, -1, 0, soon_cb, d);
