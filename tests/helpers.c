@@ -631,10 +631,19 @@ bool test_wait_rows(const char *args, int rows, int ms, char *out, size_t len)
 
 int test_connect_port(unsigned port)
 {
+    return test_connect_port_from(port, NULL);
+}
+
+int test_connect_port_from(unsigned port, const char *from)
+{
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in src = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+    if (from && inet_pton(AF_INET, from, &src.sin_addr) != 1)
+        errno = EINVAL;
+    else if (fd >= 0 && (!from || bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0) &&
+             connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
         return fd;
     int rc = -errno;
     if (fd >= 0)

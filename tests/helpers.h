@@ -60,6 +60,8 @@ int test_connect(struct rdt_conn **out, const char *tstring, const char *passwor
 ssize_t test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_t len, int ms);
 /* A plain socket to 127.0.0.1:port, connected: the fd, or -errno. */
 int test_connect_port(unsigned port);
+/* The same from the local address `from` (NULL: the system's choice), e.g. 127.0.0.2. */
+int test_connect_port_from(unsigned port, const char *from);
 /* Reads from fd (up to `ms`) until the end or until buf holds `want` (NULL: the end); what came
  * is in buf. True when `want` came (NULL: when the end came). */
 bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len);

@@ -652,19 +652,11 @@ static void forget_file(const char *name)
     cr_assert_eq(unlink(path), 0, "%s", path);
 }
 
-/* Connects to 127.0.0.1:port, from the address `from` (NULL: the system's choice). */
+/* Connects to 127.0.0.1:port from `from` (NULL: the system's choice), or fails the test. */
 static int connect_from(unsigned port, const char *from)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    if (from)
-        cr_assert(inet_pton(AF_INET, from, &src.sin_addr) == 1 &&
-                      bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0,
-                  "%s: %s", from, strerror(errno));
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+    int fd = test_connect_port_from(port, from);
+    cr_assert_geq(fd, 0, "port %u from %s: %s", port, from ? from : "anywhere", strerror(-fd));
     return fd;
 }
 
