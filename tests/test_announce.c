@@ -3,7 +3,6 @@
 #include "helpers.h"
 #include "tls_certs.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
