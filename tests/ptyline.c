@@ -1,6 +1,8 @@
 /* A serial cable for tests (see ptyline.h). */
 #include "ptyline.h"
 
+#include "comframe.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +27,21 @@ static int pair(int *master, int *slave, char *name, size_t len)
     return 0;
 }
 
+/* Spoils the header of each copy of the frame to lose that `buf` holds whole, until enough are
+ * lost. */
+static void lose_frames(struct ptyline *l, unsigned char *buf, ssize_t n)
+{
+    for (ssize_t i = 0; l->lost < l->lose_copies && i + RDT_COM_HEADER <= n; i++) {
+        const unsigned char *h = buf + i;
+        if (h[0] == RDT_COM_FLAG && h[1] == l->lose_chan && h[2] == RDT_COM_DATA &&
+            (unsigned)(h[3] << 8 | h[4]) == l->lose_seq &&
+            rdt_crc8(h + 1, 6) == h[RDT_COM_HEADER - 1]) {
+            buf[i + RDT_COM_HEADER - 1] ^= 0x55;
+            l->lost++;
+        }
+    }
+}
+
 /* Copies what one master reads to the other; from A to B with the damage asked for. */
 static void pass(struct ptyline *l, int from, int to, bool damage, size_t *seen)
 {
@@ -33,6 +50,8 @@ static void pass(struct ptyline *l, int from, int to, bool damage, size_t *seen)
     size_t k = 0;
     if (l->cut)
         return; /* read and lost */
+    if (damage)
+        lose_frames(l, buf, n);
     for (ssize_t i = 0; i < n; i++, (*seen)++) {
         bool hurt = damage && *seen >= l->damage_after;
         size_t at = *seen - l->damage_after;

@@ -16,8 +16,11 @@ struct ptyline {
     /* damage, from A to B: flip one byte every `garble_every` bytes, drop `drop_len` bytes
      * every `drop_every` bytes (0: none), after the first `damage_after` bytes */
     size_t garble_every, drop_every, drop_len, damage_after;
-    size_t garbled, dropped; /* what it did */
-    volatile int cut;        /* while set, nothing crosses either way (the cable is pulled) */
+    /* and a burst of noise that takes one frame each time it is sent: DATA `lose_seq` of
+     * channel `lose_chan`, its first `lose_copies` times (its header spoilt) */
+    unsigned lose_chan, lose_seq, lose_copies;
+    size_t garbled, dropped, lost; /* what it did */
+    volatile int cut;              /* while set, nothing crosses either way (the cable is pulled) */
 };
 
 /* Makes the cable and starts its thread; 0 or -errno. */

@@ -138,6 +138,25 @@ Test(com, a_line_that_garbles_and_drops_bytes_loses_no_data)
     test_stop(s7, SIGTERM);
 }
 
+Test(com, a_frame_lost_again_and_again_costs_time_not_the_connection)
+{
+    /* a burst of noise takes one frame of the echo five times: first sent, sent again on the
+     * receiver's duplicate ACKs, and after three timeouts in a row; the sender backs off no
+     * further than a few seconds, its next copy crosses, and nothing is lost */
+    line.lose_chan = 3;
+    line.lose_seq = 40;
+    line.lose_copies = 5;
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3");
+    const char *f = data_file("f3", 100000);
+    snprintf(cmd, sizeof(cmd), "timeout 60 rdq -premote '%s' < %s | cmp - %s && echo ok3",
+             client(line.b, 3, ""), f, f);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    cr_expect_str_eq(out, "ok3\n");
+    cr_expect_eq(line.lost, 5, "the line took %zu copies of the frame", line.lost);
+    test_stop(s3, SIGTERM);
+}
+
 Test(com, a_stub_that_ends_before_its_client_has_read_its_output_loses_none)
 {
     /* the stub's process ends at once and what it started writes 1 MB after it; the client

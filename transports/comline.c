@@ -38,7 +38,9 @@
 #define TICK_MS 20
 #define RTO_MIN_MS 250   /* the margin of a wait computed from the line's rate */
 #define RTO_FLOOR_MS 20  /* the margin of one computed from round trips measured */
-#define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended */
+#define RTO_MAX_MS 2000  /* backing off stops here (unless the line needs longer) */
+#define GIVE_UP_MS 10000 /* a connection whose frames go unacknowledged this long is ended... */
+#define GIVE_UP_TRIES 6  /* ... once they have gone again so many times in a row */
 #define IDLE_EXIT_MS 300
 #define COM_ANSWER_GRACE_MS                                                                        \
     1000 /* the owner answers by the deadline: a user waits so much more                           \
@@ -223,7 +225,8 @@ static int64_t rto_ms(const struct line *ln, size_t bytes)
 /* The wait before what is not acknowledged goes again: from the round trips measured (as TCP's
  * srtt + 4 rttvar), else from the line's rate; never less than the line needs to carry what is
  * queued and in flight (an early round trip of a small frame says nothing of a full window at
- * 115200 baud); doubled for each timeout in a row. */
+ * 115200 baud); doubled for each timeout in a row, up to RTO_MAX_MS, so that a burst of noise
+ * that takes a frame and its next copies costs a few tries, not the connection. */
 static int64_t chan_rto(const struct chan *c)
 {
     const struct line *ln = c->ln;
@@ -232,7 +235,9 @@ static int64_t chan_rto(const struct chan *c)
                     RTO_FLOOR_MS;
     int64_t rto = c->srtt ? c->srtt + 4 * c->rttvar + RTO_FLOOR_MS : rto_ms(ln, c->inflight);
     rto = rto > carry ? rto : carry;
-    return rto << (c->backoff < 4 ? c->backoff : 4);
+    int64_t most = rto > RTO_MAX_MS ? rto : RTO_MAX_MS;
+    rto <<= c->backoff < 4 ? c->backoff : 4;
+    return rto < most ? rto : most;
 }
 
 static void rtt_sample(struct chan *c, int64_t ms)
@@ -673,9 +678,10 @@ static void tick_chan(struct chan *c, int64_t now)
         line_send(ln, c->n, RDT_COM_OPEN, 0, b, 4);
         c->rto_at = now + rto_ms(ln, 0);
     } else if (c->state == C_OPEN &&
-               ((c->qn && now - c->progress > GIVE_UP_MS) || now - c->heard_at > GIVE_UP_MS)) {
-        /* the other end no longer answers (it ACKs every second while open): the local end
-         * sees the end */
+               ((c->qn && c->backoff >= GIVE_UP_TRIES && now - c->progress > GIVE_UP_MS) ||
+                now - c->heard_at > GIVE_UP_MS)) {
+        /* the other end no longer answers (it ACKs every second while open), or takes nothing
+         * of what went again and again: the local end sees the end */
         chan_reset(c);
     } else if (c->state == C_OPEN && c->qn && now >= c->rto_at) {
         c->backoff++;
