@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -264,6 +265,21 @@ static int take_advert(struct rdb_entry *e, const char *advert, bool foreign)
     return n >= 0 && (size_t)n < sizeof(e->advert) ? 0 : -ENOSPC;
 }
 
+/* Why a record's advertised string is none a client could dial (NULL: it is one). */
+static const char *advert_unusable(const char *advert, char *why, size_t len)
+{
+    char client[sizeof(((struct rdb_entry *)0)->advert) + 32], err[RDT_ERR_MAX], echo[RDT_ECHO_LEN];
+    struct rdt_tstring ts;
+    /* as a client dials it: a com string names no server */
+    snprintf(client, sizeof(client),
+             strncasecmp(advert, "com:", 4) == 0 ? "%s" : "%s,Server=localhost", advert);
+    if (rdt_parse(client, RDT_CLIENT, &ts, err, sizeof(err)) == 0)
+        return NULL;
+    snprintf(why, len, "register: the advert %s is no string a client could dial: %s",
+             rdt_echo(advert, echo), err);
+    return why;
+}
+
 static void on_register(struct bconn *c, json_t *body)
 {
     struct rdb_broker *b = c->b;
@@ -281,6 +297,9 @@ static void on_register(struct bconn *c, json_t *body)
     if (!rdb_printable(advert) || !strchr(advert, ':') || take_advert(&e, advert, foreign) != 0 ||
         strlen(desc) > RDB_DESC_MAX || !rdb_printable(desc))
         return conn_refuse(c, "register: advert or desc too long or not printable");
+    char why[RDT_ERR_MAX + 128];
+    if (advert_unusable(e.advert, why, sizeof(why)))
+        return conn_refuse(c, why);
     if (c->nrecords >= RECORDS_PER_CONN || b->nrecords >= RDB_RECORDS_MAX ||
         (c->cred.uid != 0 && uid_records(b, c->cred.uid) >= RECORDS_PER_UID))
         return conn_refuse(c, "register: too many records");

@@ -562,7 +562,7 @@ Test(broker, a_listing_past_the_frame_limit_says_what_it_leaves_out)
         if (i % 64 == 0)
             cr_assert_eq(rdt_dial(&c[i / 64], &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
         char advert[256];
-        snprintf(advert, sizeof(advert), "tcp:Port=%d,Description=%0200d", 1000 + i, i);
+        snprintf(advert, sizeof(advert), "ssl:Proto=tls1,CertUser=c%0190d,Port=%d", i, 1000 + i);
         json_t *reg =
                    json_pack("{s:s, s:s, s:s}", "kind", "process", "advert", advert, "desc", desc),
                *body = NULL;
@@ -596,6 +596,8 @@ static enum rdb_type register_raw(struct rdt_conn *c, const char *reg)
     cr_assert_eq(rdb_send(c, RDB_REGISTER, j, 3000), 0);
     json_decref(j);
     cr_assert_eq(rdb_recv(c, &rd, &type, &body, 3000, err, sizeof(err)), 0, "%s", err);
+    const char *msg = json_string_value(json_object_get(body, "message"));
+    snprintf(out, sizeof(out), "%s", msg ? msg : "");
     json_decref(body);
     rdb_reader_free(&rd);
     return type;
@@ -618,13 +620,15 @@ Test(broker, a_foreign_registration_is_listed_with_the_item_foreign)
     cr_expect_eq(register_raw(c, "{\"kind\":\"process\",\"advert\":\"tcp:Port=13\","
                                  "\"foreign\":false}"),
                  RDB_REGISTERED);
-    /* the item must fit in the record, as the rest of the advert does */
+    /* an advert no client could dial is refused, and says why */
     cr_assert_eq(rdt_dial(&full, &ts, NULL, 3000, err, sizeof(err)), 0, "%s", err);
     snprintf(reg, sizeof(reg),
-             "{\"kind\":\"process\",\"advert\":\"tcp:Port=14,D=%0*d\","
-             "\"foreign\":true}",
-             RDT_STRING_MAX - 20, 0);
+             "{\"kind\":\"process\",\"advert\":\"tcp:Port=14,D=1\","
+             "\"foreign\":true}");
     cr_expect_eq(register_raw(full, reg), RDB_ERROR);
+    cr_expect(strstr(out, "the advert tcp:Port=14,D=1,Foreign is no string a client could dial") &&
+                  strstr(out, "\"D\""),
+              "%s", out);
     cr_assert_eq(test_qr("localhost", out, sizeof(out)), 0, "%s", out);
     cr_expect_str_eq(out, "Servers on localhost:\n"
                           "Remote Process Server - tcp:Port=11,Foreign\n"
