@@ -651,6 +651,66 @@ int test_connect_port_from(unsigned port, const char *from)
     return rc;
 }
 
+bool test_v6_net(const char *net, bool add)
+{
+    char cmd[160], out[512];
+    snprintf(cmd, sizeof(cmd), "ip -6 route %s local %s dev lo", add ? "replace" : "del", net);
+    return geteuid() == 0 && test_run(cmd, out, sizeof(out), true) == 0;
+}
+
+int test_connect_from6(const char *from, const char *to, unsigned port, char *err, size_t errlen)
+{
+    struct sockaddr_in6 src = {.sin6_family = AF_INET6}, dst = {.sin6_family = AF_INET6};
+    dst.sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, from, &src.sin6_addr) != 1 ||
+        inet_pton(AF_INET6, to, &dst.sin6_addr) != 1)
+        return snprintf(err, errlen, "not IPv6 addresses: %s, %s", from, to), -EINVAL;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1, rc = 0;
+    if (fd < 0 || setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+        rc = -errno;
+    else if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)
+        rc = -errno;
+    else if (poll(&(struct pollfd){.fd = fd, .events = POLLOUT}, 1, 5000) != 1)
+        rc = -ETIMEDOUT; /* connected at once, or within 5 s */
+    else {
+        socklen_t sl = sizeof(rc);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &sl);
+        rc = -rc;
+    }
+    if (rc == 0)
+        return fd;
+    snprintf(err, errlen, "from %s to [%s]:%u: %s", from, to, port, strerror(-rc));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int test_session_from(struct rdt_conn **out, const char *from, const char *to, unsigned port,
+                      const char *password, char *err, size_t errlen)
+{
+    *out = NULL;
+    int fd = test_connect_from6(from, to, port, err, errlen);
+    if (fd < 0)
+        return fd;
+    struct rdt_conn *c = rdt_sock_conn(&rdt_tcp_ops, fd);
+    if (!c)
+        close(fd);
+    c = c ? rdt_auth_conn(c, RDT_ROLE_CLIENT, password, RDT_PROTOCOL_VERSION) : NULL;
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = rdt_conn_open_wait(c, 5000);
+    if (rc) {
+        snprintf(err, errlen, "%s", rdt_conn_error(c));
+        rdt_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
 bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len)
 {
     size_t got = 0;

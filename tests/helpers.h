@@ -62,6 +62,16 @@ ssize_t test_read_until(struct rdt_conn *c, const char *needle, char *buf, size_
 int test_connect_port(unsigned port);
 /* The same from the local address `from` (NULL: the system's choice), e.g. 127.0.0.2. */
 int test_connect_port_from(unsigned port, const char *from);
+/* Makes every address of the IPv6 network `net` ("2001:db8:7::/64") this machine's, on lo, as
+ * one host that holds a whole /64 has (add false: takes it away again). Needs root. */
+bool test_v6_net(const char *net, bool add);
+/* A plain socket to [`to`]:`port` from the IPv6 address `from` (see test_session_from): the fd,
+ * or -errno with why in err. */
+int test_connect_from6(const char *from, const char *to, unsigned port, char *err, size_t errlen);
+/* A session (the session layer done, with `password` or none) to [`to`]:`port` from the IPv6
+ * address `from`, which need not be configured: one of a test_v6_net network. */
+int test_session_from(struct rdt_conn **out, const char *from, const char *to, unsigned port,
+                      const char *password, char *err, size_t errlen);
 /* Reads from fd (up to `ms`) until the end or until buf holds `want` (NULL: the end); what came
  * is in buf. True when `want` came (NULL: when the end came). */
 bool test_fd_read_until(int fd, const char *want, int ms, char *buf, size_t len);

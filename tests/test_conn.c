@@ -1,6 +1,7 @@
 /* The connection layers end to end over real loopback sockets: tcp ranges, clicon, IPv6, unix
  * pipes, the session layer's version check and password proof. */
 #include "helpers.h"
+#include "internal.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -444,4 +445,41 @@ Test(tcp, out_of_descriptors_pauses_and_recovers)
     cr_expect_eq(dial(NULL, "tcp:server=127.0.0.1,port=%u", p), 0, "%s", err);
     cr_expect_str_eq(greet, "welcome\n");
     test_server_stop(&t);
+}
+
+/* ---- Peers counted together: an IPv6 /64, which one host may hold whole ---- */
+
+Test(peers, an_ipv6_address_stands_for_its_64_and_no_other_peer_for_more_than_itself)
+{
+    char net[64] = "";
+    cr_expect(rdt_peer_net("2001:db8:1:2:3:4:5:6", net, sizeof(net)));
+    cr_expect_str_eq(net, "2001:db8:1:2::/64");
+    const char *alone[] = {"::1",       "fe80::1",  "::",           "::ffff:192.0.2.1",
+                           "192.0.2.1", "uid 1000", "fe80::1%eth0", "unknown"};
+    for (size_t i = 0; i < sizeof(alone) / sizeof(alone[0]); i++)
+        cr_expect_not(rdt_peer_net(alone[i], net, sizeof(net)), "%s", alone[i]);
+}
+
+Test(peers, a_64_takes_half_the_places_and_each_address_its_own_share)
+{
+    struct rdt_peers p;
+    rdt_peers_init(&p, 8, 2);
+    char why[160];
+    const char *a[] = {"2001:db8::1", "2001:db8::2", "2001:db8::3"};
+    cr_expect_null(rdt_peers_take(&p, a[0], true, why, sizeof(why)));
+    cr_expect_null(rdt_peers_take(&p, a[0], true, why, sizeof(why)));
+    cr_expect_str_eq(rdt_peers_take(&p, a[0], true, why, sizeof(why)),
+                     "busy: 2 clients from your address 2001:db8::1, the most one host may have");
+    cr_expect_null(rdt_peers_take(&p, a[1], true, why, sizeof(why)));
+    cr_expect_null(rdt_peers_take(&p, a[1], true, why, sizeof(why)));
+    cr_expect_str_eq(rdt_peers_take(&p, a[2], true, why, sizeof(why)),
+                     "busy: 4 clients from your network 2001:db8::/64, the most one network may "
+                     "have");
+    cr_expect_null(rdt_peers_take(&p, "2001:db8:0:1::1", true, why, sizeof(why)), "%s", why);
+    cr_expect_null(rdt_peers_take(&p, a[2], false, why, sizeof(why)), "not capped per peer");
+    rdt_peers_give(&p, a[0]);
+    rdt_peers_give(&p, a[2]);
+    cr_expect_null(rdt_peers_take(&p, a[2], true, why, sizeof(why)), "%s", why);
+    cr_expect_eq(p.total, 5);
+    rdt_peers_free(&p);
 }

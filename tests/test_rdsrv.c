@@ -316,6 +316,81 @@ Test(rdsrv, one_host_cannot_take_every_place)
     stop(s);
 }
 
+/* One host that holds a whole IPv6 /64 takes, with an address for each 16 clients, half the
+ * places and no more; a host of another network is served. */
+Test(rdsrv, one_ipv6_network_cannot_take_every_place)
+{
+    if (!test_v6_net("2001:db8:7::/64", true) || !test_v6_net("2001:db8:8::/64", true))
+        cr_skip_test("no IPv6 network of its own on lo (needs root)");
+    unsigned p = test_free_ports(1);
+    char t[80], err[RDT_ERR_MAX], buf[512], log[8192], from[64];
+    snprintf(t, sizeof(t), "tcp:port=%u,ipversion=6", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    struct rdt_conn *held[32], *more = NULL, *other = NULL;
+    for (int i = 0; i < 32; i++) {
+        snprintf(from, sizeof(from), "2001:db8:7::%x", 0x10 + i / 16);
+        cr_assert_eq(test_session_from(&held[i], from, "2001:db8:7::1", p, NULL, err, sizeof(err)),
+                     0, "%s", err);
+    }
+    cr_assert(
+        wait_log("srv.log", "client 32 from 2001:db8:7::11: stub pid", 5000, log, sizeof(log)),
+        "%s", log);
+    cr_assert_eq(
+        test_session_from(&more, "2001:db8:7::12", "2001:db8:7::1", p, NULL, err, sizeof(err)), 0,
+        "%s", err);
+    test_read_until(more, NULL, buf, sizeof(buf), 5000);
+    cr_expect(strstr(buf, "+$E.busy: 32 clients from your network 2001:db8:7::/64, the most one "
+                          "network may have#"),
+              "the 33rd client of one /64: \"%s\"", buf);
+    rdt_conn_free(more);
+    cr_assert_eq(
+        test_session_from(&other, "2001:db8:8::1", "2001:db8:7::1", p, NULL, err, sizeof(err)), 0,
+        "%s", err);
+    cr_expect_eq(rdt_conn_write_all(other, "ping\n", 5, 5000), 0);
+    cr_expect_gt(test_read_until(other, "ping\n", buf, sizeof(buf), 5000), 0);
+    cr_expect_str_eq(buf, "ping\n", "another network's client is served");
+    rdt_conn_free(other);
+    for (int i = 0; i < 32; i++)
+        rdt_conn_free(held[i]);
+    stop(s);
+    test_v6_net("2001:db8:7::/64", false);
+    test_v6_net("2001:db8:8::/64", false);
+}
+
+/* Refused passwords hold back the next attempts of the whole /64, not of one address: a host
+ * with a /64 of its own guesses no faster for its many addresses. */
+Test(rdsrv, refused_passwords_hold_back_the_whole_ipv6_network)
+{
+    if (!test_v6_net("2001:db8:9::/64", true))
+        cr_skip_test("no IPv6 network of its own on lo (needs root)");
+    unsigned p = test_free_ports(1);
+    char t[96], err[RDT_ERR_MAX], log[8192];
+    snprintf(t, sizeof(t), "tcp:port=%u,ipversion=6,password=Right1", p);
+    const char *argv[] = {"rdsrv", "-t", t, "-stub", "cat", NULL};
+    pid_t s = spawn(argv, "srv");
+    cr_assert(wait_log("srv.log", "0: rdq", 5000, log, sizeof(log)), "%s", log);
+    struct rdt_conn *c = NULL;
+    for (int i = 0; i < 4; i++) /* each waits out the hold-back of the one before: 2 s by now */
+        cr_assert_neq(
+            test_session_from(&c, "2001:db8:9::21", "2001:db8:9::1", p, "Wrong1", err, sizeof(err)),
+            0, "a wrong password was taken");
+    /* two attempts of other addresses of that /64 at once: one waits, the other is turned away */
+    int fd[2] = {test_connect_from6("2001:db8:9::22", "2001:db8:9::1", p, err, sizeof(err)),
+                 test_connect_from6("2001:db8:9::23", "2001:db8:9::1", p, err, sizeof(err))};
+    cr_assert(fd[0] >= 0 && fd[1] >= 0, "%s", err);
+    cr_expect(wait_log("srv.log",
+                       "2001:db8:9::23: turned away: its last password was refused and an attempt "
+                       "of its waits out its hold-back",
+                       5000, log, sizeof(log)),
+              "%s", log);
+    close(fd[0]);
+    close(fd[1]);
+    stop(s);
+    test_v6_net("2001:db8:9::/64", false);
+}
+
 /* A client that never reads what its stub wrote does not keep its place for ever once the stub
  * has ended: it is let go, and said so. */
 Test(rdsrv, a_client_that_never_reads_is_let_go_after_its_stub_ended)

@@ -225,6 +225,19 @@ void rdt_peer_addr(int fd, char *buf, size_t len)
         snprintf(buf, len, "%s", strncmp(host, "::ffff:", 7) == 0 ? host + 7 : host);
 }
 
+bool rdt_peer_net(const char *peer, char *net, size_t len)
+{
+    struct in6_addr a;
+    if (!strchr(peer, ':') || inet_pton(AF_INET6, peer, &a) != 1 || IN6_IS_ADDR_LOOPBACK(&a) ||
+        IN6_IS_ADDR_LINKLOCAL(&a) || IN6_IS_ADDR_UNSPECIFIED(&a) || IN6_IS_ADDR_V4MAPPED(&a))
+        return false;
+    memset(a.s6_addr + 8, 0, 8);
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a, text, sizeof(text));
+    snprintf(net, len, "%s/64", text);
+    return true;
+}
+
 int rdt_bind(const struct rdt_tstring *ts, struct rdt_bound *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));

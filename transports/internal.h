@@ -76,6 +76,10 @@ int rdt_tcp_listen(uint16_t lo, uint16_t hi, bool ipv6, uint16_t *bound, char *e
 
 /* The IP address of a tcp socket's peer as text ("unknown" when there is none). */
 void rdt_peer_addr(int fd, char *buf, size_t len);
+/* The network a peer's address stands for, when one host may hold many of its addresses: an
+ * IPv6 address's /64 ("2001:db8:1:2::/64"; not loopback nor link-local), written to `net`.
+ * False for every other peer (an IPv4 address, a user), which stands for itself alone. */
+bool rdt_peer_net(const char *peer, char *net, size_t len);
 /* The peer of an accepted connection as text: its IP address (tcp), or "uid N" (unix). */
 void rdt_conn_peer_name(struct rdt_conn *c, char *buf, size_t len);
 

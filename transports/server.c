@@ -16,6 +16,7 @@
 #define HANDSHAKE_MS 10000  /* a client has this long to complete the session layer */
 #define PENDING_MAX 1024    /* handshakes in progress at once, root's apart; more are turned */
 #define PEER_PENDING_MAX 64 /* away, and so are more of one peer (an address, or a user) */
+#define NET_PENDING_MAX 256 /* or of one IPv6 /64 */
 #define TURNED_AWAY_MS 1000 /* turn-aways are logged at most this often */
 #define PENALTY_SLOTS 64    /* peers remembered for refused passwords */
 #define PENALTY_BASE_MS 250 /* the first retry after a refusal waits this long ... */
@@ -39,6 +40,7 @@ struct pending {
     bool held;   /* waiting out the peer's hold-back */
     bool capped; /* counted against the caps: every peer but root on the local socket */
     char peer[64];
+    char key[64]; /* what its penalties and caps go by besides the peer: see peer_key */
     LIST_ENTRY(pending) link;
 };
 
@@ -76,11 +78,21 @@ static void report(struct rdt_server *srv, const char *peer, const char *fmt, ..
     srv->cb(srv, NULL, peer, msg, srv->arg);
 }
 
+/* What a peer's penalties go by, and its handshakes are counted by besides itself: its /64 for
+ * an IPv6 address (one host may hold the whole of it), else the peer itself. */
+static void peer_key(const char *peer, char key[64])
+{
+    if (!rdt_peer_net(peer, key, 64))
+        snprintf(key, 64, "%s", peer);
+}
+
 /* ---- Penalties for refused passwords ---- */
 
-static struct penalty *penalty_find(const struct rdt_server *srv, const char *peer, bool create)
+static struct penalty *penalty_find(const struct rdt_server *srv, const char *who, bool create)
 {
     struct rdt_server *s = (struct rdt_server *)srv;
+    char peer[64];
+    peer_key(who, peer);
     struct penalty *oldest = &s->penalties[0];
     int64_t now = rdt_now_ms();
     for (struct penalty *p = s->penalties; p < s->penalties + PENALTY_SLOTS; p++) {
@@ -191,12 +203,14 @@ static void pending_cb(evutil_socket_t fd, short what, void *arg)
         pending_step(p); /* a penalty's wait is over, or the socket is ready */
 }
 
-/* Whether an attempt of `peer` waits out its hold-back. */
+/* Whether an attempt of `peer` (or of its /64) waits out its hold-back. */
 static bool peer_held(const struct rdt_server *srv, const char *peer)
 {
+    char key[64];
+    peer_key(peer, key);
     const struct pending *p;
     LIST_FOREACH(p, &srv->pending, link)
-    if (p->held && strcmp(p->peer, peer) == 0)
+    if (p->held && strcmp(p->key, key) == 0)
         return true;
     return false;
 }
@@ -221,14 +235,19 @@ static const char *busy_reason(const struct rdt_server *srv, const char *peer, b
         return "busy: too many connections in progress, try again shortly";
     if (serves_pipes(srv) && !srv->cap_users)
         return NULL; /* relayed clients all have the broker's uid: one user is many peers */
-    unsigned n = 0;
+    char key[64];
+    peer_key(peer, key);
+    unsigned n = 0, in_net = 0;
     const struct pending *p;
     LIST_FOREACH(p, &srv->pending, link)
-    n += p->capped && strcmp(p->peer, peer) == 0;
-    if (n < PEER_PENDING_MAX)
-        return NULL;
-    return serves_pipes(srv) ? "busy: too many connections from your user"
-                             : "busy: too many connections from your address";
+    {
+        n += p->capped && strcmp(p->peer, peer) == 0;
+        in_net += p->capped && strcmp(p->key, key) == 0;
+    }
+    if (n >= PEER_PENDING_MAX)
+        return serves_pipes(srv) ? "busy: too many connections from your user"
+                                 : "busy: too many connections from your address";
+    return in_net >= NET_PENDING_MAX ? "busy: too many connections from your network" : NULL;
 }
 
 /* Tells the peer why, and logs it (at most once a second, with how many since). */
@@ -282,6 +301,7 @@ static void pending_add(struct rdt_server *srv, struct rdt_conn *conn, const cha
     p->conn = conn;
     p->capped = capped;
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
+    peer_key(peer, p->key);
     LIST_INSERT_HEAD(&srv->pending, p, link);
     srv->npending += capped;
     p->deadline = rdt_now_ms() + delay + HANDSHAKE_MS;
