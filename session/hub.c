@@ -199,29 +199,38 @@ static void console_tty(struct rds_hub *h)
     tcsetattr(0, TCSANOW, &t);
 }
 
-static void console_open(struct rds_hub *h)
+/* Whether `fd` is a pipe or a socket: what the loop can poll, unlike a file. */
+static bool is_pipe(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* The console: this process's terminal, or its standard input and output. 0, or -ENOMEM. */
+static int console_open(struct rds_hub *h)
 {
     h->tty_out = -1;
     h->console = !h->o.noio;
     if (!h->console)
-        return;
+        return 0;
     console_tty(h);
-    struct stat st;
     h->cout = evbuffer_new();
     h->in_buf = evbuffer_new();
     const char *tty = isatty(1) ? ttyname(1) : NULL;
     h->tty_out = tty ? open(tty, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC) : -1;
+    bool out_pipe = h->tty_out < 0 && is_pipe(1);
     if (h->tty_out >= 0) { /* Ctrl-S on it holds its output, never the session */
         h->out_ev = event_new(h->base, h->tty_out, EV_WRITE | EV_PERSIST, on_console_out, h);
-    } else if (fstat(1, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+    } else if (out_pipe) {
         fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
         h->out_ev = event_new(h->base, 1, EV_WRITE | EV_PERSIST, on_console_out, h);
     }
     /* a file (or /dev/null) cannot be polled: it is read a chunk per turn of the loop */
-    h->in_polled =
-        isatty(0) || (fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)));
+    h->in_polled = isatty(0) || is_pipe(0);
     h->in_ev = h->in_polled ? event_new(h->base, 0, EV_READ | EV_PERSIST, on_console_in, h)
                             : event_new(h->base, -1, 0, on_console_in, h);
+    bool out_ok = h->out_ev || (h->tty_out < 0 && !out_pipe);
+    return h->cout && h->in_buf && h->in_ev && out_ok ? 0 : -ENOMEM;
 }
 
 static void console_close(struct rds_hub *h)
@@ -417,8 +426,13 @@ int rds_hub_listen(struct rds_hub *h, const char *tstring, char *err, size_t err
 
 int rds_hub_start(struct rds_hub *h, char *const argv[], char *err, size_t errlen)
 {
-    console_open(h);
-    int rc = hub_pty_start(h, argv, err, errlen);
+    int rc = console_open(h);
+    if (rc) {
+        console_close(h);
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    rc = hub_pty_start(h, argv, err, errlen);
     if (rc)
         console_close(h);
     return rc;
@@ -431,8 +445,10 @@ int rds_hub_run(struct rds_hub *h)
         h->sigs[i] = evsignal_new(h->base, sigs[i], on_signal, h);
         event_add(h->sigs[i], NULL);
     }
-    /* a debugger that ended before its SIGCHLD had a handler is a zombie now: reap it */
+    /* a debugger that ended before its SIGCHLD had a handler is a zombie now: reap it; and a
+     * window changed before SIGWINCH had one is taken now */
     on_signal(SIGCHLD, 0, h);
+    hub_pty_resize(h);
     if (h->in_ev && h->in_polled)
         event_add(h->in_ev, NULL);
     else if (h->in_ev)

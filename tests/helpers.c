@@ -194,11 +194,13 @@ unsigned test_free_ports(unsigned n)
     return 0;
 }
 
-int test_take_port(unsigned port)
+/* A listener on `port` of `a4`: bound past connections of the port's last user that linger in
+ * TIME_WAIT (as a server binds it), so that a free port is always taken. */
+static int listen_on(struct sockaddr_in *a4, int backlog)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 1) < 0) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)a4, sizeof(*a4)) < 0 || listen(fd, backlog) < 0) {
         if (fd >= 0)
             close(fd);
         return -1;
@@ -206,16 +208,19 @@ int test_take_port(unsigned port)
     return fd;
 }
 
+int test_take_port(unsigned port)
+{
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+    return listen_on(&a4, 1);
+}
+
 int test_unanswered_port(unsigned port, int fill[2])
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a4 = {
         .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(lfd, 0) < 0) {
-        if (lfd >= 0)
-            close(lfd);
+    int lfd = listen_on(&a4, 0);
+    if (lfd < 0)
         return -1;
-    }
     /* a backlog of 0 holds one connection: the second one's SYN is dropped and stays unanswered
      * too, so that no later connect completes */
     for (int i = 0; i < 2; i++) {

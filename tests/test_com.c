@@ -7,11 +7,14 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct test_broker br;
@@ -249,6 +252,25 @@ Test(com, the_line_owner_killed_fails_clearly_and_a_new_one_serves)
     test_stop(s3, SIGTERM);
     test_stop(s7, SIGTERM);
     end_holder("c7.sleep");
+}
+
+Test(com, a_user_of_the_line_owner_that_asks_nothing_is_let_go)
+{
+    /* a process of the line's user connects to its owner and says nothing: after 10 s its place
+     * goes, as it would keep the owner running for ever */
+    cable();
+    pid_t s = serve(line.a, 3, "", "cat", "s3");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/pipe/com-%s", br.dir, line.a);
+    for (char *p = sa.sun_path + strlen(br.dir) + strlen("/pipe/"); *p; p++)
+        *p = *p == '/' ? '_' : *p;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s: %s", sa.sun_path,
+                 strerror(errno));
+    cr_expect(test_fd_read_until(fd, NULL, 15000, out, sizeof(out)),
+              "the owner still holds a user that asked nothing");
+    close(fd);
+    test_stop(s, SIGTERM);
 }
 
 Test(com, baud_rates_that_differ_are_named)

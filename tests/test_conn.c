@@ -83,6 +83,7 @@ Test(tcp, range_all_taken)
     struct test_server t;
     unsigned p = test_free_ports(2);
     int a = test_take_port(p), b = test_take_port(p + 1);
+    cr_assert(a >= 0 && b >= 0, "ports %u and %u could not be taken", p, p + 1);
     char s[64], want[96];
     snprintf(s, sizeof(s), "tcp:port=%u:%u", p, p + 1);
     cr_assert_eq(test_server_start(&t, s, err, sizeof(err)), -EADDRINUSE);

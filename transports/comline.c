@@ -46,6 +46,7 @@
     1000 /* the owner answers by the deadline: a user waits so much more                           \
           */
 #define USERS_MAX 256
+#define REQUEST_MS 10000 /* a user has this long to send its request */
 
 /* ---- Sequence numbers (16 bits, wrapping) ---- */
 
@@ -75,7 +76,8 @@ struct user {
     struct event *ev;
     char in[160];
     size_t in_len;
-    int serving; /* the channel it serves, or -1 */
+    int serving;   /* the channel it serves, or -1 */
+    int64_t since; /* when it came */
     LIST_ENTRY(user) link;
 };
 
@@ -522,6 +524,7 @@ static void on_data(struct chan *c, const struct rdt_com_frame *f)
 }
 
 static void resend(struct chan *c);
+static void user_free(struct user *u);
 
 static void on_ack(struct chan *c, const struct rdt_com_frame *f)
 {
@@ -697,6 +700,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct line *ln = arg;
     int64_t now = rdt_now_ms();
+    for (struct user *u = LIST_FIRST(&ln->users), *next; u; u = next) {
+        next = LIST_NEXT(u, link);
+        if (u->serving < 0 && now - u->since > REQUEST_MS)
+            user_free(u); /* it came and asked nothing: its place goes to others */
+    }
     bool busy = ln->nusers > 0;
     for (int i = 0; i < RDT_COM_CHANNELS; i++) {
         struct chan *c = &ln->ch[i];
@@ -808,6 +816,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     u->ln = ln;
     u->fd = fd;
     u->serving = -1;
+    u->since = rdt_now_ms();
     LIST_INSERT_HEAD(&ln->users, u, link);
     ln->nusers++;
     event_add(u->ev, NULL);
