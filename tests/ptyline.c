@@ -50,7 +50,7 @@ static void pass(struct ptyline *l, int from, int to, bool damage, size_t *seen)
     size_t k = 0;
     if (l->cut)
         return; /* read and lost */
-    if (damage)
+    if (damage != l->lose_from_b)
         lose_frames(l, buf, n);
     for (ssize_t i = 0; i < n; i++, (*seen)++) {
         bool hurt = damage && *seen >= l->damage_after;

@@ -17,8 +17,10 @@ struct ptyline {
      * every `drop_every` bytes (0: none), after the first `damage_after` bytes */
     size_t garble_every, drop_every, drop_len, damage_after;
     /* and a burst of noise that takes one frame each time it is sent: DATA `lose_seq` of
-     * channel `lose_chan`, its first `lose_copies` times (its header spoilt) */
+     * channel `lose_chan`, its first `lose_copies` times (its header spoilt); from B to A
+     * instead when `lose_from_b` */
     unsigned lose_chan, lose_seq, lose_copies;
+    bool lose_from_b;
     size_t garbled, dropped, lost; /* what it did */
     volatile int cut;              /* while set, nothing crosses either way (the cable is pulled) */
 };

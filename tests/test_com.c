@@ -160,6 +160,29 @@ Test(com, a_frame_lost_again_and_again_costs_time_not_the_connection)
     test_stop(s3, SIGTERM);
 }
 
+Test(com, a_connection_whose_frames_never_cross_is_given_up_and_says_so)
+{
+    /* the client's frame 40 never reaches the server's end, however often it goes: after six
+     * timeouts in a row and 10 s the client's end gives the connection up, and the client fails
+     * saying why rather than ending as if the server had */
+    line.lose_chan = 3;
+    line.lose_seq = 40;
+    line.lose_copies = 1000;
+    line.lose_from_b = true;
+    cable();
+    pid_t s3 = serve(line.a, 3, "", "cat", "s3");
+    const char *f = data_file("f3", 100000);
+    snprintf(cmd, sizeof(cmd), "timeout 60 rdq -premote '%s' < %s > /dev/null; echo rc=$?",
+             client(line.b, 3, ""), f);
+    cr_expect_eq(test_run(cmd, out, sizeof(out), true), 0, "%s", out);
+    snprintf(want, sizeof(want),
+             "rdq: com: the connection on channel 3 of %s was given up: the other end took none "
+             "of what went again 6 times in 10 s\nrc=1\n",
+             line.b);
+    cr_expect_str_eq(out, want);
+    test_stop(s3, SIGTERM);
+}
+
 Test(com, a_stub_that_ends_before_its_client_has_read_its_output_loses_none)
 {
     /* the stub's process ends at once and what it started writes 1 MB after it; the client
@@ -381,21 +404,31 @@ Test(com, a_user_dials_the_same_pty_again_after_its_owner_ended)
     test_stop(s, SIGTERM);
 }
 
-Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
+/* A cable, a server of channel 7 that echoes, and a client in the background whose input says
+ * "first" and then stays open (its holder's pid in c7.sleep): its output, then "rc=N" once it
+ * ends, go to c7.out, whose path is put in `path`. Returns the server. */
+static pid_t session_held_open(char *path, size_t len)
 {
-    /* the cable pulled during a session, its client killed: the server's end has nothing to
-     * send, and still learns in time (10 s of silence) that the other end has gone */
     cable();
     pid_t s7 = serve(line.a, 7, "", "cat", "s7");
     snprintf(cmd, sizeof(cmd),
              "(echo first; sleep 60 & echo $! >%s/c7.sleep; wait) | "
-             "{ timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; }",
-             br.dir, client(line.b, 7, ""), br.dir);
-    char bg[2304], path[192];
+             "{ timeout 60 rdq -premote '%s' > %s/c7.out 2>&1; echo rc=$? >> %s/c7.out; }",
+             br.dir, client(line.b, 7, ""), br.dir, br.dir);
+    char bg[2304];
     snprintf(bg, sizeof(bg), "(%s) >/dev/null 2>&1 &", cmd);
     cr_assert_eq(test_run(bg, out, sizeof(out), true), 0);
-    snprintf(path, sizeof(path), "%s/c7.out", br.dir);
+    snprintf(path, len, "%s/c7.out", br.dir);
     cr_assert(test_wait_file(path, "first", 10000, out, sizeof(out)), "%s", out);
+    return s7;
+}
+
+Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
+{
+    /* the cable pulled during a session, its client killed: the server's end has nothing to
+     * send, and still learns in time (10 s of silence) that the other end has gone */
+    char path[192];
+    pid_t s7 = session_held_open(path, sizeof(path));
     line.cut = 1;
     snprintf(cmd, sizeof(cmd), "pkill -KILL -f 'rdq -premote com:port=%s,'", line.b);
     test_run(cmd, out, sizeof(out), true); /* this cable's client only */
@@ -406,6 +439,25 @@ Test(com, a_connection_whose_other_end_went_silent_ends_and_frees_its_channel)
     cr_expect_str_eq(out, "after\n");
     test_stop(s7, SIGTERM);
     end_holder("c7.sleep"); /* the first client's input ends */
+}
+
+Test(com, a_connection_lost_on_a_pulled_cable_ends_its_client_with_why)
+{
+    /* the cable pulled during a session whose client still has things to send: the client does
+     * not take the lost connection for the server's end (exit 0, output cut short), but fails
+     * and says why */
+    char path[192];
+    pid_t s7 = session_held_open(path, sizeof(path));
+    line.cut = 1;
+    cr_expect(test_wait_file(path, "rc=", 20000, out, sizeof(out)), "the client hangs: %s", out);
+    snprintf(want, sizeof(want),
+             "rdq: com: the connection on channel 7 of %s was lost: nothing came from the other "
+             "end for 10 s\nrc=1\n",
+             line.b);
+    cr_expect(strstr(out, want), "%s", out);
+    line.cut = 0;
+    test_stop(s7, SIGTERM);
+    end_holder("c7.sleep");
 }
 
 /* rdq -premote com:... -forward [ADDR:]PORT (log fwd.log): the port it forwards from. */

@@ -10,7 +10,9 @@
  *
  * Users speak one line to the owner: "RDQCOM 1 SERVE <channel> <baud>" or "RDQCOM 1 DIAL
  * <channel> <baud> <timeout ms>", and read "OK" or "ERR <why>". A dialer's socket then carries its
- * connection; a server's stays to receive, for each client, a socket of its own (SCM_RIGHTS). */
+ * connection; a server's stays to receive, for each client, a socket of its own (SCM_RIGHTS).
+ * A dialer's OK names its connection ("OK 17"), so that one that reads the end can ask, with
+ * "RDQCOM 1 HOW 17", whether it was lost rather than ended. */
 #include "comframe.h"
 #include "internal.h"
 
@@ -126,7 +128,16 @@ struct chan {
     bool fast_resent;     /* a gap was resent on duplicate ACKs: not again until progress */
     bool recovering;      /* frames were resent: each ACK that advances resends the next gap */
     uint16_t recover_seq; /* ... until one acknowledges this */
+    uint32_t serial;      /* the connection's number on this end of the line */
 };
+
+/* A connection that ended otherwise than by both ends' CLOSE, and why: for its dialer, which
+ * reads only an end on its socket, to ask (HOW). */
+struct failed {
+    uint32_t serial;
+    char why[200];
+};
+#define FAILED_KEPT 16
 
 struct line {
     struct event_base *base;
@@ -143,6 +154,9 @@ struct line {
     unsigned nusers;
     int64_t idle_since;
     bool dead;
+    uint32_t serials;                  /* connections so far */
+    struct failed failed[FAILED_KEPT]; /* the latest that failed, a ring */
+    unsigned failed_next;
 };
 
 static void chan_arm(struct chan *c);
@@ -363,6 +377,9 @@ static int chan_start(struct chan *c, int fd, bool acceptor)
     }
     c->fd = fd;
     c->acceptor = acceptor;
+    if (++c->ln->serials == 0)
+        c->ln->serials = 1; /* 0 is none */
+    c->serial = c->ln->serials;
     c->snd_next = c->rcv_next = 0;
     c->qhead = c->qn = 0;
     c->inflight = c->rlen = 0;
@@ -392,6 +409,15 @@ static void chan_reset(struct chan *c)
     c->fd = -1;
     c->state = C_IDLE;
     c->ln->idle_since = rdt_now_ms();
+}
+
+/* Ends a connection that failed, and keeps why for its dialer to ask. */
+static void chan_fail(struct chan *c, const char *why)
+{
+    struct failed *f = &c->ln->failed[c->ln->failed_next++ % FAILED_KEPT];
+    f->serial = c->serial;
+    snprintf(f->why, sizeof(f->why), "%s", why);
+    chan_reset(c);
 }
 
 /* A line of the owner's to a user (OK, or ERR and why), on its socket; a user that is gone
@@ -571,7 +597,7 @@ static void on_frame(const struct rdt_com_frame *f, void *arg)
     case RDT_COM_OPENED:
         if (c->state == C_OPENING) {
             c->state = C_OPEN;
-            say(c->fd, "OK");
+            say(c->fd, "OK %u", (unsigned)c->serial);
         }
         break;
     case RDT_COM_REFUSED:
@@ -680,12 +706,23 @@ static void tick_chan(struct chan *c, int64_t now)
         put32(b, ln->baud);
         line_send(ln, c->n, RDT_COM_OPEN, 0, b, 4);
         c->rto_at = now + rto_ms(ln, 0);
-    } else if (c->state == C_OPEN &&
-               ((c->qn && c->backoff >= GIVE_UP_TRIES && now - c->progress > GIVE_UP_MS) ||
-                now - c->heard_at > GIVE_UP_MS)) {
-        /* the other end no longer answers (it ACKs every second while open), or takes nothing
-         * of what went again and again: the local end sees the end */
-        chan_reset(c);
+    } else if (c->state == C_OPEN && now - c->heard_at > GIVE_UP_MS) {
+        /* the other end no longer answers (it ACKs every second while open): the local end sees
+         * the end, and its dialer can learn why */
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "com: the connection on channel %u of %s was lost: nothing came from the other "
+                 "end for %d s",
+                 c->n, ln->dev, GIVE_UP_MS / 1000);
+        chan_fail(c, why);
+    } else if (c->state == C_OPEN && c->qn && c->backoff >= GIVE_UP_TRIES &&
+               now - c->progress > GIVE_UP_MS) {
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "com: the connection on channel %u of %s was given up: the other end took "
+                 "none of what went again %u times in %d s",
+                 c->n, ln->dev, c->backoff, GIVE_UP_MS / 1000);
+        chan_fail(c, why);
     } else if (c->state == C_OPEN && c->qn && now >= c->rto_at) {
         c->backoff++;
         resend(c);
@@ -745,6 +782,17 @@ static void user_request(struct user *u)
     char verb[8];
     unsigned chan = 0, baud = 0, timeout = 0;
     int n = sscanf(u->in, "RDQCOM 1 %7s %u %u %u", verb, &chan, &baud, &timeout);
+    if (n == 2 && strcmp(verb, "HOW") == 0) { /* how the connection `chan` (a serial) ended */
+        const struct failed *f = NULL;
+        for (unsigned i = 0; i < FAILED_KEPT && !f; i++)
+            f = ln->failed[i].serial == chan && chan ? &ln->failed[i] : NULL;
+        if (f)
+            say(u->fd, "ERR %s", f->why);
+        else
+            say(u->fd, "OK");
+        user_free(u);
+        return;
+    }
     bool serve = n >= 3 && strcmp(verb, "SERVE") == 0, dial = n == 4 && !strcmp(verb, "DIAL");
     struct chan *c = chan < RDT_COM_CHANNELS ? &ln->ch[chan] : NULL;
     if ((!serve && !dial) || !c) {
@@ -1002,6 +1050,8 @@ struct answer {
     char line[RDT_ERR_MAX];
     size_t got;
     bool retried;
+    unsigned serial; /* the connection's number at the owner (0: it gave none) */
+    bool asked;      /* how it ended */
     char err[RDT_ERR_MAX];
 };
 
@@ -1033,8 +1083,11 @@ static int answer_parse(struct answer *a)
 {
     a->line[a->got] = '\0';
     a->line[strcspn(a->line, "\n")] = '\0';
-    if (strcmp(a->line, "OK") == 0)
+    unsigned serial = 0;
+    if (strcmp(a->line, "OK") == 0 || sscanf(a->line, "OK %u", &serial) == 1) {
+        a->serial = serial;
         return 0;
+    }
     if (strncmp(a->line, "ERR ", 4) == 0)
         return rdt_errf(strstr(a->line, "nobody serves")  ? -ECONNREFUSED
                         : strstr(a->line, "busy")         ? -EBUSY
@@ -1092,14 +1145,59 @@ static void answer_close(struct rdt_conn *c)
     free(c->ctx);
 }
 
+/* Asks the owner how connection `serial` ended: 0 when well (or when it cannot say), else
+ * -ECONNRESET and why in a->err. Local and quick, so waited for: 200 ms at most. */
+static int answer_how(struct answer *a)
+{
+    char path[108], req[48], line[RDT_ERR_MAX], err[RDT_ERR_MAX];
+    if (owner_path(a->dev, path, sizeof(path), err, sizeof(err)) != 0)
+        return 0;
+    int fd = unix_connect(path);
+    if (fd < 0)
+        return 0; /* it has gone: nothing to learn */
+    struct timeval tv = {0, 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int n = snprintf(req, sizeof(req), "RDQCOM 1 HOW %u\n", a->serial);
+    size_t got = 0;
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+        ssize_t r;
+        while (got < sizeof(line) - 1 && (r = recv(fd, line + got, sizeof(line) - 1 - got, 0)) > 0)
+            got += (size_t)r;
+    }
+    close(fd);
+    line[got] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    if (strncmp(line, "ERR ", 4) != 0)
+        return 0;
+    return rdt_errf(-ECONNRESET, a->err, sizeof(a->err), "%s", line + 4);
+}
+
+/* The end of a connection (`rc`: an end, or a reset) that failed reads as the reason the owner
+ * gives, not as an end. */
+static int answer_end(struct answer *a, int rc)
+{
+    if (!a->serial || a->asked)
+        return rc;
+    a->asked = true;
+    int how = answer_how(a);
+    return how ? how : rc;
+}
+
 static int answer_read(struct rdt_conn *c, void *buf, size_t len, size_t *nread)
 {
-    return rdt_conn_read(c->next, buf, len, nread);
+    int rc = rdt_conn_read(c->next, buf, len, nread);
+    if ((rc == 0 && *nread == 0 && len) || rc == -ECONNRESET || rc == -EPIPE)
+        rc = answer_end(c->ctx, rc);
+    return rc;
 }
 
 static int answer_write(struct rdt_conn *c, const void *buf, size_t len, size_t *nwritten)
 {
-    return rdt_conn_write(c->next, buf, len, nwritten);
+    int rc = rdt_conn_write(c->next, buf, len, nwritten);
+    if (rc == -ECONNRESET || rc == -EPIPE)
+        rc = answer_end(c->ctx, rc);
+    return rc;
 }
 
 static short answer_events(struct rdt_conn *c)
