@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -268,12 +267,9 @@ static int take_advert(struct rdb_entry *e, const char *advert, bool foreign)
 /* Why a record's advertised string is none a client could dial (NULL: it is one). */
 static const char *advert_unusable(const char *advert, char *why, size_t len)
 {
-    char client[sizeof(((struct rdb_entry *)0)->advert) + 32], err[RDT_ERR_MAX], echo[RDT_ECHO_LEN];
+    char err[RDT_ERR_MAX], echo[RDT_ECHO_LEN];
     struct rdt_tstring ts;
-    /* as a client dials it: a com string names no server */
-    snprintf(client, sizeof(client),
-             strncasecmp(advert, "com:", 4) == 0 ? "%s" : "%s,Server=localhost", advert);
-    if (rdt_parse(client, RDT_CLIENT, &ts, err, sizeof(err)) == 0)
+    if (rdt_parse_advert(advert, &ts, err, sizeof(err)) == 0)
         return NULL;
     snprintf(why, len, "register: the advert %s is no string a client could dial: %s",
              rdt_echo(advert, echo), err);

@@ -306,9 +306,8 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
 static uint16_t server_port(const struct pub *d, const char *advert)
 {
     struct rdt_tstring ts;
-    char why[RDT_ERR_MAX], client[RDT_STRING_MAX + 32];
-    snprintf(client, sizeof(client), "%s,Server=localhost", advert);
-    if (rdt_parse(client, RDT_CLIENT, &ts, why, sizeof(why)) == 0 &&
+    char why[RDT_ERR_MAX];
+    if (rdt_parse_advert(advert, &ts, why, sizeof(why)) == 0 &&
         (ts.proto == RDT_TCP || ts.proto == RDT_SSL) && ts.port_lo)
         return ts.port_lo;
     return d->port;

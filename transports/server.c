@@ -88,24 +88,24 @@ static void peer_key(const char *peer, char key[64])
 
 /* ---- Penalties for refused passwords ---- */
 
-static struct penalty *penalty_find(const struct rdt_server *srv, const char *who, bool create)
+static struct penalty *penalty_find(const struct rdt_server *srv, const char *peer, bool create)
 {
     struct rdt_server *s = (struct rdt_server *)srv;
-    char peer[64];
-    peer_key(who, peer);
+    char key[64];
+    peer_key(peer, key);
     struct penalty *oldest = &s->penalties[0];
     int64_t now = rdt_now_ms();
     for (struct penalty *p = s->penalties; p < s->penalties + PENALTY_SLOTS; p++) {
         if (p->fails && now - p->last > PENALTY_FORGET_MS)
             p->fails = 0;
-        if (p->fails && strcmp(p->peer, peer) == 0)
+        if (p->fails && strcmp(p->peer, key) == 0)
             return p;
         if (p->fails < oldest->fails || (p->fails == oldest->fails && p->last < oldest->last))
             oldest = p;
     }
     if (!create)
         return NULL;
-    snprintf(oldest->peer, sizeof(oldest->peer), "%s", peer);
+    snprintf(oldest->peer, sizeof(oldest->peer), "%s", key);
     oldest->fails = 0;
     return oldest;
 }

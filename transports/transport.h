@@ -57,6 +57,10 @@ int rdt_parse(const char *s, enum rdt_side side, struct rdt_tstring *out, char *
  * Foreign: its server is not rdq's and speaks its own protocol from the first byte. */
 bool rdt_string_foreign(const char *s);
 
+/* Reads a listing's advertised string as a client dials it, its server at this host
+ * (",Server=localhost" added; a com string, which names no server, as it is). */
+int rdt_parse_advert(const char *advert, struct rdt_tstring *out, char *err, size_t errlen);
+
 /* How rdt_format() writes a string. */
 enum rdt_form {
     RDT_FORM_CANON,  /* every item, keys capitalised, Password=* */

@@ -758,6 +758,14 @@ int rdt_parse(const char *s, enum rdt_side side, struct rdt_tstring *out, char *
     return rc;
 }
 
+int rdt_parse_advert(const char *advert, struct rdt_tstring *out, char *err, size_t errlen)
+{
+    char client[RDT_STRING_MAX + 32];
+    snprintf(client, sizeof(client),
+             strncasecmp(advert, "com:", 4) == 0 ? "%s" : "%s,Server=localhost", advert);
+    return rdt_parse(client, RDT_CLIENT, out, err, errlen);
+}
+
 bool rdt_string_foreign(const char *s)
 {
     struct parse p = {0};
